@@ -1,0 +1,296 @@
+"""The ASGI side of a request, shared by every protocol.
+
+An `Exchange` is one request/response cycle: it builds nothing of the wire, it only knows the
+ASGI spec (message order, field types, disconnect rules) and talks to its carrier (the h1 or
+h2 connection) through a handful of calls. Both HTTP versions use this one implementation, so
+a rule of the spec is written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from .loading import ASGIApp, Message
+from .logs import access_logger, error_logger
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+# Request body bytes held for an app that is not reading before the carrier stops reading the
+# socket (h1) or stops granting flow-control window (h2).
+BODY_HIGH_WATER = 64 * 1024
+
+_ERROR_BODY = b"Internal Server Error"
+_ERROR_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_ERROR_BODY)).encode()),
+    (b"connection", b"close"),
+]
+
+
+class ASGIMessageError(Exception):
+    """The app sent a message the spec does not allow; the text names the message and field."""
+
+
+class ClientDisconnected(OSError):
+    """Raised by `send` once the client has gone (ASGI spec 2.4)."""
+
+
+class ResponseFramingError(Exception):
+    """The app's body does not agree with the Content-Length it declared; the carrier raises it
+    after closing the connection so that the app sees the mistake at its `send`."""
+
+
+class ExchangeState(enum.Enum):
+    START = 0  # waiting for http.response.start
+    HEAD_PENDING = 1  # start received; held so head and first body chunk leave in one write
+    HEAD_SENT = 2  # body streaming
+    DONE = 3  # final body sent
+
+
+START = ExchangeState.START
+HEAD_PENDING = ExchangeState.HEAD_PENDING
+HEAD_SENT = ExchangeState.HEAD_SENT
+DONE = ExchangeState.DONE
+
+
+class Carrier(Protocol):
+    """What an exchange needs from the connection that carries it (h1 or h2)."""
+
+    write_paused: bool
+
+    def write_head(self, exchange: Exchange, status: int, headers: Iterable[Any],
+                   body: bytes, more_body: bool) -> None: ...
+
+    def write_body(self, exchange: Exchange, body: bytes, more_body: bool) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def send_continue(self, exchange: Exchange) -> None: ...
+
+    def body_consumed(self, exchange: Exchange, nbytes: int) -> None: ...
+
+    def abort(self, exchange: Exchange) -> None: ...
+
+
+def split_target(target: bytes, root_path: str) -> tuple[str, bytes, bytes]:
+    """(path, raw_path, query_string) from an origin-form request target.
+
+    `path` is percent-decoded and includes root_path, as uvicorn and hypercorn give it."""
+    raw_path, _, query = target.partition(b"?")
+    if b"%" in raw_path:
+        path = unquote(raw_path.decode("latin-1"))
+    else:
+        path = raw_path.decode("latin-1")
+    if root_path:
+        return root_path + path, root_path.encode() + raw_path, query
+    return path, raw_path, query
+
+
+class Exchange:
+    """One request/response cycle between a carrier and an ASGI app."""
+
+    __slots__ = (
+        "carrier", "scope", "state", "status", "headers", "_chunks", "buffered",
+        "body_complete", "_body_delivered", "disconnected", "expect_continue", "_waiter",
+        "bytes_sent", "started_at", "log_access",
+    )
+
+    def __init__(self, carrier: Carrier, scope: dict[str, Any], body_complete: bool,
+                 expect_continue: bool, log_access: bool) -> None:
+        self.carrier = carrier
+        self.scope = scope
+        self.state = START
+        self.status = 0
+        self.headers: Iterable[Any] = ()
+        self._chunks: list[bytes] = []
+        self.buffered = 0
+        self.body_complete = body_complete
+        self._body_delivered = False
+        self.disconnected = False
+        self.expect_continue = expect_continue
+        self._waiter: asyncio.Future[None] | None = None
+        self.bytes_sent = 0
+        self.log_access = log_access
+        self.started_at = time.perf_counter() if log_access else 0.0
+
+    # -- fed by the carrier -------------------------------------------------------------
+
+    def feed_body(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self.buffered += len(data)
+        if self._waiter is not None:
+            self._wake()
+
+    def feed_end(self) -> None:
+        self.body_complete = True
+        if self._waiter is not None:
+            self._wake()
+
+    def feed_disconnect(self) -> None:
+        self.disconnected = True
+        if self._waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the app's receive and send -----------------------------------------------------
+
+    async def receive(self) -> Message:
+        while True:
+            if self.disconnected:
+                return {"type": "http.disconnect"}
+            if self._chunks:
+                chunks = self._chunks
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                consumed, self.buffered = self.buffered, 0
+                self.carrier.body_consumed(self, consumed)
+                if self.body_complete:
+                    self._body_delivered = True
+                return {"type": "http.request", "body": body, "more_body": not self.body_complete}
+            if self.body_complete and not self._body_delivered:
+                self._body_delivered = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.state is DONE:
+                return {"type": "http.disconnect"}
+            if self.expect_continue:
+                self.expect_continue = False
+                self.carrier.send_continue(self)
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: Message) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("the client has disconnected")
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise ASGIMessageError(f"an ASGI message must be a dict with a 'type', got {message!r}") from None
+        state = self.state
+        if state is START:
+            if kind != "http.response.start":
+                raise ASGIMessageError(f"expected 'http.response.start', got {kind!r}")
+            status = message.get("status")
+            if type(status) is not int or not 200 <= status <= 599:
+                raise ASGIMessageError(
+                    f"'http.response.start' field 'status' must be an int from 200 to 599, got {status!r}"
+                )
+            self.status = status
+            self.headers = message.get("headers", ())
+            self.state = HEAD_PENDING
+            return
+        if kind != "http.response.body":
+            raise ASGIMessageError(
+                f"expected 'http.response.body', got {kind!r}"
+                if state is not DONE else f"the response is complete; got {kind!r} after it"
+            )
+        if state is DONE:
+            raise ASGIMessageError("the response is complete; got 'http.response.body' after it")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if type(body) is not bytes:
+            if not isinstance(body, (bytearray, memoryview)):
+                raise ASGIMessageError(
+                    f"'http.response.body' field 'body' must be bytes, got {type(body).__name__}"
+                )
+            body = bytes(body)
+        if not more_body:
+            self.state = DONE
+        if state is HEAD_PENDING:
+            try:
+                self.carrier.write_head(self, self.status, self.headers, body, more_body)
+            except (TypeError, ValueError) as exc:
+                self.state = HEAD_PENDING
+                raise ASGIMessageError(f"'http.response.start' field 'headers': {exc}") from None
+            if more_body:
+                self.state = HEAD_SENT
+        else:
+            self.carrier.write_body(self, body, more_body)
+        self.bytes_sent += len(body)
+        if not more_body:
+            if self._waiter is not None:
+                self._wake()
+            if self.log_access:
+                self._log_access()
+        if self.carrier.write_paused:
+            await self.carrier.drain()
+
+    # -- running the app ----------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        """Call the app and settle whatever it left undone; every path ends with the carrier
+        knowing whether the connection can go on."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if self.state is not DONE:
+                self.carrier.abort(self)
+            raise
+        except BaseException as exc:
+            self._app_failed(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if self.state is START and not self.disconnected:
+                error_logger.error("ASGI app returned without starting a response %s", self._what())
+                self._respond_500()
+            elif self.state is not DONE and not self.disconnected:
+                error_logger.error("ASGI app returned without completing the response %s", self._what())
+                self.carrier.abort(self)
+
+    def _app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ClientDisconnected) and self.disconnected:
+            error_logger.debug("client went away during %s", self._what())
+            return
+        if isinstance(exc, ResponseFramingError):
+            error_logger.error("%s %s", exc, self._what())
+        else:
+            error_logger.error("Exception in ASGI app %s", self._what(), exc_info=exc)
+        if self.disconnected:
+            return
+        if self.state is START or self.state is HEAD_PENDING:
+            self._respond_500()
+        elif self.state is not DONE:
+            self.carrier.abort(self)
+
+    def _respond_500(self) -> None:
+        self.state = DONE
+        self.status = 500
+        self.carrier.write_head(self, 500, _ERROR_HEADERS, _ERROR_BODY, False)
+        self.bytes_sent = len(_ERROR_BODY)
+        if self.log_access:
+            self._log_access()
+
+    def _what(self) -> str:
+        scope = self.scope
+        return f"({scope.get('method')} {scope.get('path')})"
+
+    def _log_access(self) -> None:
+        scope = self.scope
+        client = scope.get("client")
+        query = scope.get("query_string")
+        path = scope.get("raw_path", b"").decode("latin-1")
+        if query:
+            path += "?" + query.decode("latin-1")
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %dB %.1fms',
+            f"{client[0]}:{client[1]}" if client else "-",
+            scope.get("method"),
+            path,
+            scope.get("http_version"),
+            self.status,
+            self.bytes_sent,
+            (time.perf_counter() - self.started_at) * 1000,
+        )
+

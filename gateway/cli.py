@@ -1,0 +1,179 @@
+"""The `gateway` command: flags to Config, mistakes to one line and exit status 2.
+
+Flag names follow uvicorn and hypercorn where they have one, so a user can switch servers
+without relearning them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from . import __version__
+from .config import (
+    DEFAULT_BIND,
+    HTTP_ENGINES,
+    LIFESPAN_MODES,
+    LOG_LEVELS,
+    LOOPS,
+    VERIFY_MODES,
+    Config,
+    ConfigError,
+)
+
+EXIT_USAGE = 2
+EXIT_STARTUP_FAILED = 3
+
+_DESCRIPTION = """\
+Serve an ASGI app over HTTP/1.1 (and TLS).
+
+  gateway main:app                              http://127.0.0.1:8000
+  gateway --dev-tls main:app                    https with local development certificates
+  gateway --certfile cert.pem --keyfile key.pem -b 0.0.0.0:443 main:app
+  gateway certs                                 make the development certificates only
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="gateway",
+        usage="gateway [OPTIONS] MODULE:ATTR\n       gateway certs [--certs-dir DIR]",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("app", metavar="MODULE:ATTR", help="the ASGI app, for example main:app")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+
+    app = parser.add_argument_group("application")
+    app.add_argument("--factory", action="store_true",
+                     help="MODULE:ATTR is a function that returns the app")
+    app.add_argument("--app-dir", metavar="DIR", help="look for MODULE in DIR (default: .)")
+    app.add_argument("--root-path", default="", metavar="PATH",
+                     help="the path the app is mounted at behind a proxy, for example /api")
+    app.add_argument("--lifespan", choices=LIFESPAN_MODES, default="auto",
+                     help="ASGI lifespan events (default: auto, on when the app supports them)")
+
+    net = parser.add_argument_group("listening")
+    net.add_argument("-b", "--bind", action="append", metavar="HOST:PORT",
+                     help=f"address to listen on, repeatable; [::1]:8443 for IPv6 "
+                          f"(default: {DEFAULT_BIND})")
+    net.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+                     help="close idle connections after this long (default: 5)")
+    net.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="on SIGINT/SIGTERM, let requests in flight finish for this long "
+                          "(default: 30)")
+    net.add_argument("--max-head-size", type=int, default=32 * 1024, metavar="BYTES",
+                     help="larger request heads get 431 (default: 32768)")
+    net.add_argument("--max-body-size", type=int, default=None, metavar="BYTES",
+                     help="larger request bodies get 413 (default: no limit)")
+
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--certfile", metavar="FILE", help="PEM certificate (chain) to serve HTTPS")
+    tls.add_argument("--keyfile", metavar="FILE", help="PEM private key for --certfile")
+    tls.add_argument("--keyfile-password", metavar="PASSWORD", help="password of --keyfile")
+    tls.add_argument("--ca-certs", metavar="FILE", help="CA file to check client certificates")
+    tls.add_argument("--verify-mode", choices=VERIFY_MODES, default="none",
+                     help="ask clients for certificates (mutual TLS; default: none)")
+    tls.add_argument("--ciphers", metavar="LIST", help="OpenSSL cipher list for TLS 1.2")
+    tls.add_argument("--dev-tls", action="store_true",
+                     help="serve HTTPS with local development certificates (made once)")
+    tls.add_argument("--certs-dir", default="certs", metavar="DIR",
+                     help="where --dev-tls keeps its certificates (default: certs)")
+
+    run = parser.add_argument_group("running")
+    run.add_argument("--http", choices=HTTP_ENGINES, default="auto",
+                     help="HTTP/1.1 engine (default: auto, httptools when installed)")
+    run.add_argument("--loop", choices=LOOPS, default="auto",
+                     help="event loop (default: auto, uvloop when installed)")
+    run.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    run.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                     help="one line per response (default: on)")
+    run.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
+                     help="send 'server: gateway' (default: on)")
+    run.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
+                     help="send a Date header (default: on)")
+    return parser
+
+
+def build_certs_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gateway certs",
+                     description="Make (once) the local development CA and certificate.")
+    parser.add_argument("--certs-dir", default="certs", metavar="DIR",
+                        help="where to keep them (default: certs)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return Config(
+        app=args.app,
+        factory=args.factory,
+        app_dir=args.app_dir,
+        bind=args.bind or [DEFAULT_BIND],
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        keyfile_password=args.keyfile_password,
+        ca_certs=args.ca_certs,
+        verify_mode=args.verify_mode,
+        ciphers=args.ciphers,
+        dev_tls=args.dev_tls,
+        certs_dir=args.certs_dir,
+        root_path=args.root_path,
+        http=args.http,
+        loop=args.loop,
+        lifespan=args.lifespan,
+        server_header=args.server_header,
+        date_header=args.date_header,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        graceful_timeout=args.graceful_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_head_size=args.max_head_size,
+        max_body_size=args.max_body_size,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["certs"]:
+        _certs(argv[1:])
+        return
+    args = build_parser().parse_args(argv)
+    from .lifespan import LifespanFailure
+    from .server import run
+
+    try:
+        run(config=config_from_args(args))
+    except ConfigError as exc:
+        _fail(str(exc))
+    except LifespanFailure as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        sys.exit(EXIT_STARTUP_FAILED)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _certs(argv: list[str]) -> None:
+    from .tls.devcerts import DevCertificateError, ensure_dev_certificates, trust_instructions
+
+    args = build_certs_parser().parse_args(argv)
+    try:
+        certs, created = ensure_dev_certificates(args.certs_dir)
+    except DevCertificateError as exc:
+        _fail(str(exc))
+    print(("created" if created else "reusing") + f" development certificates in {certs.directory}")
+    print(f"  certificate: {certs.cert}\n  key:         {certs.key}\n  CA:          {certs.ca_cert}")
+    print(trust_instructions(certs))
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"gateway: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)

@@ -1,0 +1,168 @@
+"""Every setting gateway has, with its default and its validation.
+
+The CLI, `gateway.run()` and `gateway.serve()` all end up here, so a setting is checked once,
+in one place, and a bad value becomes a `ConfigError` whose message a user can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_BIND = "127.0.0.1:8000"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LIFESPAN_MODES = ("auto", "on", "off")
+LOOPS = ("auto", "asyncio", "uvloop")
+HTTP_ENGINES = ("auto", "h11", "httptools")
+VERIFY_MODES = ("none", "optional", "required")
+
+_BIND_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)$")
+
+
+class ConfigError(Exception):
+    """A setting the user gave cannot work; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class BindAddress:
+    """One listening address, parsed from `HOST:PORT` or `[V6]:PORT`."""
+
+    host: str
+    port: int
+
+    @property
+    def url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def __str__(self) -> str:
+        return f"{self.url_host}:{self.port}"
+
+
+def parse_bind(text: str) -> BindAddress:
+    """Parse `HOST:PORT`, `[::1]:PORT` or `:PORT` (all interfaces)."""
+    match = _BIND_RE.match(text.strip())
+    if match is None:
+        raise ConfigError(
+            f"invalid --bind {text!r}: expected HOST:PORT, for example 127.0.0.1:8000 or [::1]:8443"
+        )
+    port = int(match["port"])
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"invalid --bind {text!r}: port must be between 0 and 65535")
+    host = match["v6"] if match["v6"] is not None else match["host"]
+    return BindAddress(host or "0.0.0.0", port)
+
+
+@dataclass
+class Config:
+    """gateway's settings. Field names match the CLI flags (`--keep-alive-timeout` ->
+    `keep_alive_timeout`) so documentation and errors can speak of either."""
+
+    app: Any = None
+    factory: bool = False
+    app_dir: str | None = None
+
+    bind: list[str] = field(default_factory=lambda: [DEFAULT_BIND])
+    backlog: int = 2048
+
+    certfile: str | None = None
+    keyfile: str | None = None
+    keyfile_password: str | None = None
+    ca_certs: str | None = None
+    verify_mode: str = "none"
+    ciphers: str | None = None
+    dev_tls: bool = False
+    certs_dir: str = "certs"
+    tls_handshake_timeout: float = 10.0
+
+    root_path: str = ""
+    http: str = "auto"
+    loop: str = "auto"
+    lifespan: str = "auto"
+    server_header: bool = True
+    date_header: bool = True
+
+    log_level: str = "info"
+    access_log: bool = True
+
+    graceful_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+
+    max_head_size: int = 32 * 1024
+    max_body_size: int | None = None
+    read_buffer_size: int = 256 * 1024
+    write_buffer_size: int = 256 * 1024
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bind, str):
+            self.bind = [self.bind]
+        self.validate()
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def binds(self) -> list[BindAddress]:
+        return [parse_bind(text) for text in self.bind]
+
+    @property
+    def is_tls(self) -> bool:
+        return self.certfile is not None or self.dev_tls
+
+    @property
+    def log_level_number(self) -> int:
+        return 5 if self.log_level == "trace" else getattr(logging, self.log_level.upper())
+
+    def validate(self) -> None:
+        """Check every field, so that nothing is bound before a mistake is reported."""
+        _choice("--log-level", self.log_level, LOG_LEVELS)
+        _choice("--lifespan", self.lifespan, LIFESPAN_MODES)
+        _choice("--loop", self.loop, LOOPS)
+        _choice("--http", self.http, HTTP_ENGINES)
+        _choice("--verify-mode", self.verify_mode, VERIFY_MODES)
+        if not self.bind:
+            raise ConfigError("at least one --bind address is needed")
+        self.binds  # noqa: B018 - parsing is the validation
+        for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout"):
+            _non_negative(name, getattr(self, name))
+        for name in ("max_head_size", "read_buffer_size", "write_buffer_size", "backlog"):
+            _positive_int(name, getattr(self, name))
+        if self.max_body_size is not None:
+            _positive_int("max_body_size", self.max_body_size)
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ConfigError(
+                f"invalid --root-path {self.root_path!r}: it must start with '/' and not end with"
+                " '/', for example /api"
+            )
+        if self.keyfile and not self.certfile:
+            raise ConfigError("--keyfile was given without --certfile")
+        if self.dev_tls and self.certfile:
+            raise ConfigError("--dev-tls and --certfile exclude each other: pick one")
+        if self.verify_mode != "none" and not self.is_tls:
+            raise ConfigError("--verify-mode needs TLS: add --certfile/--keyfile or --dev-tls")
+        if self.verify_mode != "none" and not self.ca_certs:
+            raise ConfigError(
+                f"--verify-mode {self.verify_mode} needs --ca-certs, the CA file that client"
+                " certificates are checked against"
+            )
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"invalid {flag} {value!r}: choose one of {', '.join(choices)}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"invalid {_flag(name)} {value!r}: it must be a number of seconds >= 0")
+
+
+def _positive_int(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"invalid {_flag(name)} {value!r}: it must be a whole number > 0")

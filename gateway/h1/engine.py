@@ -1,0 +1,58 @@
+"""The small interface an HTTP/1.1 engine offers the connection protocol.
+
+An engine is sans-IO: it takes the bytes the client sent and calls the handler back for each
+request head, body chunk and request end; it turns the app's response into bytes. h11 is the
+reference engine; the httptools engine must behave the same on the same inputs (the tests
+feed both), so the connection protocol never knows which one it drives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class RequestError(Exception):
+    """The client's request cannot be served; `status` is the 4xx/5xx to answer with."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class RequestHandler(Protocol):
+    """What an engine calls while parsing (the connection protocol)."""
+
+    def on_request(self, method: str, target: bytes, http_version: str, headers: Headers,
+                   keep_alive: bool, body_expected: bool, expect_continue: bool) -> None: ...
+
+    def on_body(self, data: bytes) -> None: ...
+
+    def on_request_end(self) -> None: ...
+
+
+class H1Engine(Protocol):
+    """Parser and encoder for one connection, one request/response cycle at a time."""
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`; raises RequestError on a request that cannot be served."""
+
+    def start_response(self, status: int, headers: Iterable[Any], body: bytes,
+                       more_body: bool, keep_alive: bool) -> tuple[bytes, bool]:
+        """Bytes for the head and first body chunk, and whether the connection may be reused
+        after this response. Raises TypeError/ValueError on headers that cannot be sent."""
+
+    def body(self, data: bytes, more_body: bool) -> bytes:
+        """Bytes for a further body chunk. Raises BodyLengthError on a Content-Length breach."""
+
+    def informational(self, status: int, headers: Headers) -> bytes: ...
+
+    def next_cycle(self) -> None:
+        """The response is complete and the connection goes on: parse what is buffered."""
+
+
+class BodyLengthError(Exception):
+    """The response body disagrees with its declared Content-Length."""

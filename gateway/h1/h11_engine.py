@@ -1,0 +1,144 @@
+"""The reference HTTP/1.1 engine, on h11.
+
+h11 holds the connection's whole state machine: it parses one request at a time and only
+moves to the next once the response has gone through it, which is why `next_cycle` exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import h11
+
+from .encode import CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING, lower_name
+from .engine import BodyLengthError, Headers, RequestError, RequestHandler
+
+
+class H11Engine:
+    __slots__ = ("handler", "conn", "server_header", "date_source", "_head_request", "_no_body")
+
+    def __init__(self, handler: RequestHandler, max_head_size: int, server_line: bytes,
+                 date_source: Any) -> None:
+        self.handler = handler
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
+        self.server_header = _header_from_line(server_line)
+        self.date_source = date_source
+        self._head_request = False
+        self._no_body = False
+
+    def feed(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._drain_events()
+
+    def _drain_events(self) -> None:
+        conn = self.conn
+        handler = self.handler
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise RequestError(exc.error_status_hint, str(exc)) from None
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            kind = type(event)
+            if kind is h11.Data:
+                handler.on_body(bytes(event.data))
+            elif kind is h11.Request:
+                self._on_request(event)
+            elif kind is h11.EndOfMessage:
+                handler.on_request_end()
+                return
+            elif kind is h11.ConnectionClosed:
+                return
+
+    def _on_request(self, event: h11.Request) -> None:
+        version = event.http_version.decode("ascii")
+        if version != "1.1" and version != "1.0":
+            raise RequestError(505, f"HTTP/{version} is not supported")
+        headers = list(event.headers)
+        body_expected = False
+        for name, value in headers:
+            if name == b"content-length":
+                body_expected = value != b"0"
+            elif name == b"transfer-encoding":
+                body_expected = True
+        method = event.method.decode("ascii")
+        self._head_request = method == "HEAD"
+        self.handler.on_request(
+            method, bytes(event.target), version, headers,
+            self.conn.their_state is not h11.MUST_CLOSE and _keep_alive(headers, version),
+            body_expected, self.conn.client_is_waiting_for_100_continue,
+        )
+
+    def start_response(self, status: int, headers: Iterable[Any], body: bytes,
+                       more_body: bool, keep_alive: bool) -> tuple[bytes, bool]:
+        out: list[tuple[bytes, bytes]] = []
+        has_length = False
+        add_server = self.server_header is not None
+        date_line = self.date_source.date_line
+        for name, value in headers:
+            lname = lower_name(name)
+            if type(value) is not bytes:
+                raise TypeError(f"header {name!r}: values must be bytes, got {type(value).__name__}")
+            if lname == CONTENT_LENGTH:
+                has_length = True
+            elif lname == SERVER:
+                add_server = False
+            elif lname == DATE:
+                date_line = b""
+            elif lname == CONNECTION and b"close" in value.lower():
+                keep_alive = False
+            elif lname == TRANSFER_ENCODING:
+                has_length = True
+            out.append((name, value))
+        self._no_body = self._head_request or status in (204, 304)
+        if not more_body and not has_length and status not in (204, 304):
+            out.append((b"content-length", str(len(body)).encode()))
+        if not keep_alive:
+            out.append((b"connection", b"close"))
+        defaults = []
+        if add_server:
+            defaults.append(self.server_header)
+        if date_line:
+            defaults.append(_header_from_line(date_line))
+        try:
+            data = self.conn.send(h11.Response(status_code=status, headers=defaults + out))
+        except h11.LocalProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        data += self.body(body, more_body)
+        return data, keep_alive and self.conn.our_state is not h11.MUST_CLOSE
+
+    def body(self, data: bytes, more_body: bool) -> bytes:
+        out = b""
+        try:
+            if data and not self._no_body:
+                out = self.conn.send(h11.Data(data=data))
+            if not more_body:
+                out += self.conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            raise BodyLengthError(f"response body does not match its Content-Length: {exc}") from None
+        return out
+
+    def informational(self, status: int, headers: Headers) -> bytes:
+        return self.conn.send(h11.InformationalResponse(status_code=status, headers=headers))
+
+    def next_cycle(self) -> None:
+        conn = self.conn
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            self._drain_events()
+
+
+def _keep_alive(headers: Headers, version: str) -> bool:
+    for name, value in headers:
+        if name == b"connection" and b"close" in value.lower():
+            return False
+    return version == "1.1"
+
+
+def _header_from_line(line: bytes) -> tuple[bytes, bytes] | None:
+    if not line:
+        return None
+    name, _, value = line.rstrip(b"\r\n").partition(b": ")
+    return name, value

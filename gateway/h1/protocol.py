@@ -1,0 +1,365 @@
+"""The HTTP/1.1 connection: bytes from the socket to exchanges and back.
+
+One `asyncio.Protocol` per connection, driven straight from `data_received`. It owns what is
+per-connection on the wire: keep-alive, pipelining (responses leave in request order), the
+request-body back-pressure on the socket, the write back-pressure on the app, and the errors a
+client can cause. Parsing and framing are the engine's; the ASGI rules are the exchange's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from ..asgi import (
+    ASGI_VERSION,
+    BODY_HIGH_WATER,
+    HEAD_PENDING,
+    START,
+    Exchange,
+    ResponseFramingError,
+    split_target,
+)
+from ..logs import access_logger, error_logger
+from ..state import ServerState
+from ..tls.scope import TLSInfo
+from .encode import simple_response
+from .engine import BodyLengthError, Headers, RequestError
+
+try:
+    from .httptools_engine import HttptoolsEngine
+except ImportError:  # the `standard` extra is not installed
+    HttptoolsEngine = None  # type: ignore[assignment,misc]
+from .h11_engine import H11Engine
+
+
+def engine_class(name: str) -> type:
+    """The engine for `--http`: auto picks httptools when it is installed."""
+    if name == "h11" or (name == "auto" and HttptoolsEngine is None):
+        return H11Engine
+    if HttptoolsEngine is None:
+        from ..config import ConfigError
+
+        raise ConfigError("--http httptools needs httptools: pip install 'gateway[standard]'")
+    return HttptoolsEngine
+
+
+class H1Protocol(asyncio.Protocol):
+    """One HTTP/1.1 connection (plain or over TLS)."""
+
+    def __init__(self, state: ServerState, engine: type, tls_info: TLSInfo | None) -> None:
+        self.state = state
+        self.engine_class = engine
+        self.tls_info = tls_info
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.engine: Any = None
+        self.closing = False
+        self.broken = False
+        self.write_paused = False
+        self.reading_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        # The exchange whose response is being written, and whether the connection may be
+        # reused after it; `incoming` is the one whose request body is arriving.
+        self.current: Exchange | None = None
+        self.current_keep_alive = False
+        self.incoming: Exchange | None = None
+        self.incoming_body_size = 0
+        # Requests parsed ahead of their turn (pipelining), or a RequestError to answer in turn.
+        self.pipeline: deque[tuple[Exchange, bool] | RequestError] = deque()
+        self.idle_since: float | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.extensions: dict[str, Any] = {}
+
+    # -- asyncio callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.client = _address(transport.get_extra_info("peername"))
+        self.server = _address(transport.get_extra_info("sockname"))
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.scheme = "https"
+            if self.tls_info is not None:
+                self.extensions = {"tls": self.tls_info.extension(ssl_object)}
+        state = self.state
+        self.engine = self.engine_class(self, state.max_head_size, state.server_line, state)
+        state.connections.add(self)
+        self.idle_since = self.loop.time()
+        if state.shutting_down:
+            self.shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self.broken:
+            return
+        try:
+            self.engine.feed(data)
+        except RequestError as exc:
+            self._request_error(exc)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.state.connections.discard(self)
+        for exchange in (self.current, self.incoming):
+            if exchange is not None:
+                exchange.feed_disconnect()
+        for item in self.pipeline:
+            if not isinstance(item, RequestError):
+                item[0].feed_disconnect()
+        self.pipeline.clear()
+        self.write_paused = False
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain()
+
+    # -- engine callbacks ---------------------------------------------------------------
+
+    def on_request(self, method: str, target: bytes, http_version: str, headers: Headers,
+                   keep_alive: bool, body_expected: bool, expect_continue: bool) -> None:
+        self.idle_since = None
+        hosts = 0
+        max_body = self.state.max_body_size
+        for name, value in headers:
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length" and max_body is not None and int(value) > max_body:
+                raise RequestError(413, f"request body larger than {max_body} bytes")
+        if hosts != 1 and (hosts > 1 or http_version == "1.1"):
+            raise RequestError(400, "a request needs exactly one Host header")
+        state = self.state
+        path, raw_path, query = split_target(_origin_form(target), state.root_path)
+        scope = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": method,
+            "root_path": state.root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": state.lifespan_state.copy(),
+            "extensions": self.extensions,
+        }
+        exchange = Exchange(self, scope, not body_expected, expect_continue, state.log_access)
+        if body_expected:
+            self.incoming = exchange
+            self.incoming_body_size = 0
+        if self.current is None:
+            self._start(exchange, keep_alive)
+        else:
+            self.pipeline.append((exchange, keep_alive))
+            self._pause_reading()
+
+    def on_body(self, data: bytes) -> None:
+        exchange = self.incoming
+        if exchange is None:
+            return
+        max_body = self.state.max_body_size
+        if max_body is not None:
+            self.incoming_body_size += len(data)
+            if self.incoming_body_size > max_body:
+                raise RequestError(413, f"request body larger than {max_body} bytes")
+        exchange.feed_body(data)
+        if exchange.buffered > BODY_HIGH_WATER and not self.reading_paused:
+            self._pause_reading()
+
+    def on_request_end(self) -> None:
+        exchange = self.incoming
+        if exchange is not None:
+            self.incoming = None
+            exchange.feed_end()
+
+    # -- the exchange's carrier calls ----------------------------------------------------
+
+    def write_head(self, exchange: Exchange, status: int, headers: Iterable[Any], body: bytes,
+                   more_body: bool) -> None:
+        if self.closing or exchange is not self.current:
+            return
+        keep_alive = (
+            self.current_keep_alive and exchange.body_complete and not self.state.shutting_down
+        )
+        try:
+            data, self.current_keep_alive = self.engine.start_response(
+                status, headers, body, more_body, keep_alive
+            )
+        except BodyLengthError as exc:
+            self._framing_error(exchange, exc)
+        self.transport.write(data)  # type: ignore[union-attr]
+        if not more_body:
+            self._response_done()
+
+    def write_body(self, exchange: Exchange, body: bytes, more_body: bool) -> None:
+        if self.closing or exchange is not self.current:
+            return
+        try:
+            data = self.engine.body(body, more_body)
+        except BodyLengthError as exc:
+            self._framing_error(exchange, exc)
+        if data:
+            self.transport.write(data)  # type: ignore[union-attr]
+        if not more_body:
+            self._response_done()
+
+    async def drain(self) -> None:
+        if not self.write_paused:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = self.loop.create_future()
+        await waiter
+
+    def send_continue(self, exchange: Exchange) -> None:
+        if not self.closing and exchange is self.current:
+            self.transport.write(self.engine.informational(100, []))  # type: ignore[union-attr]
+
+    def body_consumed(self, exchange: Exchange, nbytes: int) -> None:
+        if self.reading_paused and not self.pipeline:
+            self._resume_reading()
+
+    def abort(self, exchange: Exchange) -> None:
+        exchange.feed_disconnect()
+        self._close()
+
+    # -- connection management ----------------------------------------------------------
+
+    def shutdown(self) -> None:
+        if self.current is None and not self.pipeline:
+            self._close()
+
+    def close_if_idle_since(self, deadline: float) -> None:
+        if self.idle_since is not None and self.idle_since < deadline:
+            self._close()
+
+    def force_close(self) -> None:
+        if self.transport is not None:
+            self.closing = True
+            self.transport.abort()
+
+    def _start(self, exchange: Exchange, keep_alive: bool) -> None:
+        self.current = exchange
+        self.current_keep_alive = keep_alive
+        self.state.start_app(exchange.run(self.state.app))
+
+    def _response_done(self) -> None:
+        self.current = None
+        if not self.current_keep_alive or self.state.shutting_down:
+            self._close()
+            return
+        self.engine.next_cycle()
+        if self.current is None and self.pipeline:
+            item = self.pipeline.popleft()
+            if isinstance(item, RequestError):
+                self._send_error(item)
+                return
+            self._start(*item)
+        if self.current is None:
+            self.idle_since = self.loop.time()
+        if self.reading_paused and not self.pipeline:
+            self._resume_reading()
+
+    def _request_error(self, exc: RequestError) -> None:
+        error_logger.debug("invalid request from %s: %s", _client_text(self.client), exc.reason)
+        incoming = self.incoming
+        if incoming is not None:
+            # The error is in a request body: that request cannot go on.
+            self.incoming = None
+            incoming.feed_disconnect()
+            if incoming is not self.current:
+                self.pipeline = deque(
+                    exc if not isinstance(item, RequestError) and item[0] is incoming else item
+                    for item in self.pipeline
+                )
+                self._stop_parsing()
+                return
+            if incoming.state is not START and incoming.state is not HEAD_PENDING:
+                # The response has begun: nothing more can be said on this connection.
+                self._close()
+                return
+            self.current = None
+        if self.current is None:
+            self._send_error(exc)
+        else:
+            self.pipeline.append(exc)
+            self._stop_parsing()
+
+    def _send_error(self, exc: RequestError) -> None:
+        state = self.state
+        self.transport.write(  # type: ignore[union-attr]
+            simple_response(exc.status, exc.reason, state.server_line, state.date_line)
+        )
+        if state.log_access:
+            access_logger.info('%s - "-" %d', _client_text(self.client), exc.status)
+        self._close()
+
+    def _framing_error(self, exchange: Exchange, exc: BodyLengthError) -> None:
+        exchange.feed_disconnect()
+        self._close()
+        raise ResponseFramingError(str(exc)) from None
+
+    def _stop_parsing(self) -> None:
+        """After a bad request nothing more from this client is read; the responses already
+        owed are still written, then the connection closes."""
+        self.broken = True
+        self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None and not self.closing:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def _close(self) -> None:
+        if not self.closing and self.transport is not None:
+            self.closing = True
+            self.transport.close()
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
+
+def _client_text(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+def _origin_form(target: bytes) -> bytes:
+    """Absolute-form targets (RFC 9112 section 3.2.2) are reduced to their path and query."""
+    if target[:1] == b"/" or target == b"*":
+        return target
+    scheme_end = target.find(b"://")
+    if scheme_end < 0:
+        return target
+    path_start = target.find(b"/", scheme_end + 3)
+    query_start = target.find(b"?", scheme_end + 3)
+    if path_start < 0 or (0 <= query_start < path_start):
+        return b"/" + (target[query_start:] if query_start >= 0 else b"")
+    return target[path_start:]

@@ -1,0 +1,111 @@
+"""Turn "module:attr" into an ASGI 3 callable.
+
+Import failures are the most common first-run mistake, so each way of failing gets its own
+message naming the module or attribute, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .config import ConfigError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class AppLoadError(ConfigError):
+    """The application named on the command line could not be loaded."""
+
+
+def import_from_string(spec: str, app_dir: str | None = None) -> Any:
+    module_name, sep, attrs = spec.partition(":")
+    if not sep or not module_name or not attrs:
+        raise AppLoadError(f"invalid app {spec!r}: expected MODULE:ATTRIBUTE, for example main:app")
+    if app_dir is not None:
+        sys.path.insert(0, app_dir)
+    elif "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise AppLoadError(
+                f"could not import module {module_name!r}: no such module"
+                + (f" in {app_dir!r}" if app_dir else " (use --app-dir to say where it is)")
+            ) from None
+        raise AppLoadError(f"error while importing {module_name!r}: {describe_exception(exc)}") from exc
+    except Exception as exc:
+        raise AppLoadError(f"error while importing {module_name!r}: {describe_exception(exc)}") from exc
+    value: Any = module
+    for attr in attrs.split("."):
+        try:
+            value = getattr(value, attr)
+        except AttributeError:
+            raise AppLoadError(
+                f"module {module_name!r} has no attribute {attrs!r}"
+            ) from None
+    return value
+
+
+def load_app(app: Any, factory: bool = False, app_dir: str | None = None) -> ASGIApp:
+    """Load and normalise the app: import it, call the factory, wrap ASGI 2 apps."""
+    if isinstance(app, str):
+        app = import_from_string(app, app_dir)
+    if factory:
+        if not callable(app):
+            raise AppLoadError("--factory was given but the app is not callable")
+        try:
+            app = app()
+        except Exception as exc:
+            raise AppLoadError(f"the app factory raised {describe_exception(exc)}") from exc
+    if not callable(app):
+        raise AppLoadError(f"the app must be an ASGI callable, got {type(app).__name__}")
+    if _looks_like_factory(app) and not factory:
+        raise AppLoadError(
+            "the app takes no arguments: if it is a factory that builds the app, add --factory"
+        )
+    return app if is_asgi3(app) else ASGI2Adapter(app)
+
+
+def is_asgi3(app: Any) -> bool:
+    """ASGI 2 apps are classes or callables taking only a scope; ASGI 3 apps are coroutine
+    functions (or objects whose `__call__` is one)."""
+    if inspect.isclass(app):
+        return hasattr(app, "__await__")
+    if asyncio.iscoroutinefunction(app):
+        return True
+    call = getattr(app, "__call__", None)  # noqa: B004 - we want the method itself
+    return asyncio.iscoroutinefunction(call)
+
+
+def _looks_like_factory(app: Any) -> bool:
+    try:
+        params = inspect.signature(app).parameters
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 0
+
+
+class ASGI2Adapter:
+    """Presents an ASGI 2 (double-callable) app as ASGI 3."""
+
+    def __init__(self, app: Callable[[Scope], Callable[[Receive, Send], Awaitable[None]]]):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        instance = self.app(scope)
+        await instance(receive, send)
+
+
+def describe_exception(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,311 @@
+"""Binds the listeners, runs lifespan, tracks connections, stops gracefully.
+
+Everything a user can get wrong (app path, certificates, addresses) is checked in `prepare`,
+before the event loop runs and before anything is bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import ssl
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import __version__
+from .config import BindAddress, Config, ConfigError
+from .h1.protocol import H1Protocol, engine_class
+from .lifespan import Lifespan
+from .loading import ASGIApp, load_app
+from .logs import configure_logging, error_logger
+from .state import ServerState
+from .tls.context import create_ssl_context
+from .tls.scope import TLSInfo
+
+ALPN_PROTOCOLS = ["http/1.1"]
+_QUIET_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError)
+
+
+class BindError(ConfigError):
+    """A listening address could not be bound."""
+
+
+class Server:
+    """One server: its listeners, its connections and its lifecycle."""
+
+    def __init__(self, config: Config, app: Any = None) -> None:
+        self.config = config
+        self.app_spec = app if app is not None else config.app
+        self.app: ASGIApp | None = None
+        self.ssl_context: ssl.SSLContext | None = None
+        self.tls_info: TLSInfo | None = None
+        self.engine: type | None = None
+        self.listeners: list[asyncio.Server] = []
+        self.bound: list[BindAddress] = []
+        self.state: ServerState | None = None
+        self.started = asyncio.Event() if _has_loop() else None
+        self._stop: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self._force = False
+
+    # -- before the loop -----------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Load the app and certificates; raises ConfigError with a one-line message."""
+        config = self.config
+        config.validate()
+        self.engine = engine_class(config.http)
+        if self.app_spec is None:
+            raise ConfigError("no app given: name one as MODULE:ATTRIBUTE, for example main:app")
+        self.app = load_app(self.app_spec, config.factory, config.app_dir)
+        material = self._tls_material()
+        if material is not None:
+            certfile, keyfile = material
+            self.ssl_context = create_ssl_context(config, certfile, keyfile, ALPN_PROTOCOLS)
+            self.tls_info = TLSInfo(self.ssl_context, certfile)
+
+    def _tls_material(self) -> tuple[str, str | None] | None:
+        config = self.config
+        if config.dev_tls:
+            from .tls.devcerts import ensure_dev_certificates, trust_instructions
+
+            certs, created = ensure_dev_certificates(config.certs_dir)
+            if created:
+                first = config.binds[0]
+                url = f"https://{_display_host(first.host)}:{first.port}"
+                error_logger.info("created development certificates in %s", certs.directory)
+                error_logger.info("%s", trust_instructions(certs, url))
+            else:
+                error_logger.info(
+                    "using development certificates in %s (trust %s)", certs.directory, certs.ca_cert
+                )
+            return str(certs.cert), str(certs.key)
+        if config.certfile:
+            return config.certfile, config.keyfile
+        return None
+
+    # -- on the loop ---------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Serve until asked to stop (signal or `request_shutdown`)."""
+        if self.app is None:
+            self.prepare()
+        assert self.app is not None
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_exception_handler)
+        self._stop = asyncio.Event()
+        if self.started is None:
+            self.started = asyncio.Event()
+        lifespan = Lifespan(self.app, self.config.lifespan)
+        await lifespan.startup()
+        self.state = ServerState(self.config, self.app, lifespan.state)
+        try:
+            await self._bind()
+        except BaseException:
+            await lifespan.shutdown()
+            raise
+        restore_signals = self._install_signal_handlers()
+        ticker = loop.create_task(self._tick())
+        self.started.set()
+        try:
+            await self._stop.wait()
+        finally:
+            ticker.cancel()
+            await self._shutdown()
+            restore_signals()
+            await lifespan.shutdown()
+            error_logger.info("stopped")
+
+    def request_shutdown(self, force: bool = False) -> None:
+        """Begin a graceful stop; a second request (or `force`) skips the grace period."""
+        if self._stop is None:
+            return
+        if self._stop.is_set() or force:
+            self._force = True
+            if self._drained is not None:
+                self._drained.set()
+        self._stop.set()
+
+    async def _bind(self) -> None:
+        assert self.state is not None and self.engine is not None
+        loop = asyncio.get_running_loop()
+        state, engine, tls_info = self.state, self.engine, self.tls_info
+
+        def factory() -> asyncio.Protocol:
+            return H1Protocol(state, engine, tls_info)
+
+        for address in self.config.binds:
+            try:
+                listener = await loop.create_server(
+                    factory, address.host, address.port, ssl=self.ssl_context,
+                    backlog=self.config.backlog, reuse_address=True,
+                    ssl_handshake_timeout=(
+                        self.config.tls_handshake_timeout if self.ssl_context else None
+                    ),
+                )
+            except OSError as exc:
+                for bound in self.listeners:
+                    bound.close()
+                self.listeners.clear()
+                raise BindError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+            self.listeners.append(listener)
+            port = listener.sockets[0].getsockname()[1]
+            actual = BindAddress(address.host, port)
+            self.bound.append(actual)
+            scheme = "https" if self.ssl_context else "http"
+            error_logger.info(
+                "listening on %s://%s:%d (%s)", scheme, _display_host(actual.host), port,
+                ", ".join(ALPN_PROTOCOLS if self.ssl_context else ["http/1.1"]),
+            )
+
+    async def _tick(self) -> None:
+        """Once a second: the Date header, and closing idle keep-alive connections."""
+        assert self.state is not None
+        loop = asyncio.get_running_loop()
+        state = self.state
+        while True:
+            await asyncio.sleep(1.0)
+            state.update_date()
+            deadline = loop.time() - state.keep_alive_timeout
+            for connection in list(state.connections):
+                connection.close_if_idle_since(deadline)
+
+    async def _shutdown(self) -> None:
+        assert self.state is not None
+        state = self.state
+        for listener in self.listeners:
+            listener.close()
+        state.shutting_down = True
+        for connection in list(state.connections):
+            connection.shutdown()
+        if (state.connections or state.tasks) and not self._force:
+            timeout = self.config.graceful_timeout
+            error_logger.info(
+                "shutting down: waiting up to %gs for %d connection(s) to finish",
+                timeout, len(state.connections),
+            )
+            self._drained = asyncio.Event()
+            waiter = asyncio.get_running_loop().create_task(self._wait_drained())
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained.wait()), timeout)
+            except asyncio.TimeoutError:
+                pass
+            waiter.cancel()
+        if state.connections or state.tasks:
+            error_logger.warning(
+                "graceful timeout: closing %d connection(s) and cancelling %d app task(s)",
+                len(state.connections), len(state.tasks),
+            )
+            for connection in list(state.connections):
+                connection.force_close()
+            for task in list(state.tasks):
+                task.cancel()
+            if state.tasks:
+                await asyncio.wait(list(state.tasks), timeout=5)
+        for listener in self.listeners:
+            await listener.wait_closed()
+
+    async def _wait_drained(self) -> None:
+        assert self.state is not None and self._drained is not None
+        while self.state.connections or self.state.tasks:
+            await asyncio.sleep(0.05)
+        self._drained.set()
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+        def restore() -> None:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+        return restore
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._stop is not None and self._stop.is_set():
+            error_logger.info("%s again: stopping now", name)
+        else:
+            error_logger.info("%s received: stopping gracefully", name)
+        self.request_shutdown()
+
+
+def _display_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _has_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Failed TLS handshakes and dropped connections are the client's business: one debug
+    line. Anything else is ours and keeps asyncio's full report."""
+    exc = context.get("exception")
+    if isinstance(exc, _QUIET_ERRORS):
+        error_logger.debug("%s: %s", context.get("message", "connection error"), exc)
+        return
+    loop.default_exception_handler(context)
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise ConfigError("--loop uvloop needs uvloop: pip install 'gateway[standard]'") from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def run(app: Any = None, config: Config | None = None, **settings: Any) -> None:
+    """Serve `app` until SIGINT or SIGTERM, with `settings` as Config fields.
+
+    Raises ConfigError (bad setting, app or certificate) before binding anything."""
+    if config is None:
+        config = Config(app=app, **settings)
+    elif settings:
+        config = config.replace(**settings)
+    configure_logging(config.log_level_number, config.access_log)
+    server = Server(config, app)
+    factory = loop_factory(config.loop)
+    server.prepare()
+    error_logger.info("gateway %s, Python %s, pid %d", __version__, sys.version.split()[0], os.getpid())
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(server.serve())
+    else:
+        loop = factory()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.serve())
+        finally:
+            loop.close()
+
+
+async def serve(app: Any, config: Config | None = None, **settings: Any) -> None:
+    """Serve `app` on the running loop until cancelled or until a signal; for embedding."""
+    if config is None:
+        config = Config(app=app, **settings)
+    elif settings:
+        config = config.replace(**settings)
+    server = Server(config, app)
+    await server.serve()
+

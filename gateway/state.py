@@ -1,0 +1,57 @@
+"""What every connection of one server shares.
+
+The server builds one `ServerState`; each connection protocol gets it at construction, so the
+per-request path reads settings from plain attributes instead of digging through Config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from email.utils import formatdate
+from typing import Any, Protocol
+
+from .config import Config
+from .loading import ASGIApp
+
+
+class Connection(Protocol):
+    """What the server asks of every live connection, whatever its protocol."""
+
+    def shutdown(self) -> None:
+        """Stop taking requests: close now if idle, else after the response in flight."""
+
+    def close_if_idle_since(self, deadline: float) -> None:
+        """Close the connection if it has been idle since before `deadline`."""
+
+    def force_close(self) -> None:
+        """Drop the connection now; apps still running see a disconnect."""
+
+
+class ServerState:
+    """Settings flattened for the hot path, the live connections, the app tasks."""
+
+    def __init__(self, config: Config, app: ASGIApp, lifespan_state: dict[str, Any]) -> None:
+        self.config = config
+        self.app = app
+        self.lifespan_state = lifespan_state
+        self.root_path = config.root_path
+        self.log_access = config.access_log
+        self.max_head_size = config.max_head_size
+        self.max_body_size = config.max_body_size
+        self.keep_alive_timeout = config.keep_alive_timeout
+        self.server_line = b"server: gateway\r\n" if config.server_header else b""
+        self.date_line = b""
+        self.shutting_down = False
+        self.connections: set[Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.update_date()
+
+    def update_date(self) -> None:
+        if self.config.date_header:
+            self.date_line = b"date: " + formatdate(usegmt=True).encode("ascii") + b"\r\n"
+
+    def start_app(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
