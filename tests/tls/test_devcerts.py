@@ -1,0 +1,208 @@
+"""Development certificates: files on disk, reuse and re-issue, and a real TLS handshake."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import socket
+import ssl
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+import trustme
+from cryptography import x509
+
+from gateway.tls.devcerts import (
+    DevCertificateError,
+    DevCertificates,
+    ensure_dev_certificates,
+    trust_instructions,
+)
+
+FILE_NAMES = {"ca.pem", "ca-key.pem", "localhost.pem", "localhost-key.pem"}
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _leaf(certs: DevCertificates) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(certs.cert.read_bytes())[0]
+
+
+def _handshake(certs: DevCertificates, server_hostname: str) -> bytes:
+    """Serve one TLS connection on 127.0.0.1 and return what the verifying client received."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(certs.cert, certs.key)
+    client_context = ssl.create_default_context(cafile=certs.ca_cert)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(5)
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            connection.settimeout(5)
+            # The client may reject the certificate; that is the client's result to report.
+            try:
+                with server_context.wrap_socket(connection, server_side=True) as tls:
+                    tls.sendall(b"hello")
+            except OSError:
+                connection.close()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            port = listener.getsockname()[1]
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                client_context.wrap_socket(raw, server_hostname=server_hostname) as tls,
+            ):
+                return tls.recv(5)
+        finally:
+            thread.join(5)
+
+
+def test_creates_files_with_private_keys_unreadable_by_others(tmp_path: Path) -> None:
+    certs, created = ensure_dev_certificates(tmp_path / "certs")
+
+    assert created
+    assert certs.directory == tmp_path / "certs"
+    assert {p.name for p in certs.directory.iterdir()} == FILE_NAMES
+    if os.name == "posix":
+        assert _mode(certs.key) == 0o600
+        assert _mode(certs.ca_key) == 0o600
+        umask = os.umask(0)
+        os.umask(umask)
+        assert _mode(certs.cert) == 0o644 & ~umask
+        assert _mode(certs.ca_cert) == 0o644 & ~umask
+
+
+def test_second_call_reuses_files(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certificates(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    again, created = ensure_dev_certificates(tmp_path)
+
+    assert not created
+    assert again == certs
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_leaf_is_signed_by_ca_and_names_localhost_and_loopback(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certificates(tmp_path)
+    ca = x509.load_pem_x509_certificate(certs.ca_cert.read_bytes())
+    chain = x509.load_pem_x509_certificates(certs.cert.read_bytes())
+
+    chain[0].verify_directly_issued_by(ca)
+    assert chain[1:] == [ca]
+    names = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert set(names.get_values_for_type(x509.IPAddress)) == {
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    }
+
+
+@pytest.mark.parametrize("server_hostname", ["localhost", "127.0.0.1"])
+def test_tls_handshake_verifies_against_ca(tmp_path: Path, server_hostname: str) -> None:
+    certs, _ = ensure_dev_certificates(tmp_path)
+
+    assert _handshake(certs, server_hostname) == b"hello"
+
+
+def test_tls_handshake_rejects_other_names(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certificates(tmp_path)
+
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(certs, "example.com")
+
+
+def test_missing_leaf_is_reissued_from_same_ca(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certificates(tmp_path)
+    ca_pem, ca_key_pem = certs.ca_cert.read_bytes(), certs.ca_key.read_bytes()
+    certs.cert.unlink()
+
+    _, created = ensure_dev_certificates(tmp_path)
+
+    assert created
+    assert certs.ca_cert.read_bytes() == ca_pem
+    assert certs.ca_key.read_bytes() == ca_key_pem
+    _leaf(certs).verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    assert _handshake(certs, "localhost") == b"hello"
+
+
+def test_leaf_expiring_soon_is_reissued(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certificates(tmp_path)
+    ca = trustme.CA.from_pem(certs.ca_cert.read_bytes(), certs.ca_key.read_bytes())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    expiring = ca.issue_cert(
+        "localhost", "127.0.0.1", "::1", not_after=now + datetime.timedelta(days=2)
+    )
+    certs.cert.write_bytes(expiring.cert_chain_pems[0].bytes() + ca.cert_pem.bytes())
+    certs.key.write_bytes(expiring.private_key_pem.bytes())
+
+    _, created = ensure_dev_certificates(tmp_path)
+
+    assert created
+    assert _leaf(certs).not_valid_after_utc > now + datetime.timedelta(days=365)
+
+
+def test_leaf_missing_a_name_is_reissued(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certificates(tmp_path)
+    ca = trustme.CA.from_pem(certs.ca_cert.read_bytes(), certs.ca_key.read_bytes())
+    narrow = ca.issue_cert("localhost")
+    certs.cert.write_bytes(narrow.cert_chain_pems[0].bytes() + ca.cert_pem.bytes())
+    certs.key.write_bytes(narrow.private_key_pem.bytes())
+
+    _, created = ensure_dev_certificates(tmp_path)
+
+    assert created
+    assert _handshake(certs, "127.0.0.1") == b"hello"
+
+
+def test_broken_ca_makes_everything_anew(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certificates(tmp_path)
+    old_leaf = certs.cert.read_bytes()
+    certs.ca_key.write_bytes(b"not a key")
+
+    _, created = ensure_dev_certificates(tmp_path)
+
+    assert created
+    assert certs.cert.read_bytes() != old_leaf
+    assert {p.name for p in tmp_path.iterdir()} == FILE_NAMES
+    assert _handshake(certs, "localhost") == b"hello"
+
+
+def test_unwritable_location_raises_readable_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "regular-file"
+    blocker.write_text("")
+    target = blocker / "certs"
+
+    with pytest.raises(DevCertificateError, match="cannot write development certificates") as info:
+        ensure_dev_certificates(target)
+
+    assert f"'{target}'" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_directory_that_is_a_file_raises_readable_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "certs"
+    blocker.write_text("")
+
+    with pytest.raises(DevCertificateError, match="is not a directory"):
+        ensure_dev_certificates(blocker)
+
+
+def test_trust_instructions_name_the_ca_and_client_settings(tmp_path: Path) -> None:
+    certs, _ = ensure_dev_certificates(tmp_path)
+
+    text = trust_instructions(certs, "https://localhost:9443")
+
+    assert str(certs.ca_cert.absolute()) in text
+    assert f"curl --cacert {certs.ca_cert.absolute()} https://localhost:9443" in text
+    assert f"SSL_CERT_FILE={certs.ca_cert.absolute()}" in text
+    assert "certutil" in text
+    assert "development only" in text
