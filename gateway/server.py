@@ -46,7 +46,7 @@ class Server:
         self.listeners: list[asyncio.Server] = []
         self.bound: list[BindAddress] = []
         self.state: ServerState | None = None
-        self.started = asyncio.Event() if _has_loop() else None
+        self.started = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
         self._force = False
@@ -97,8 +97,6 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_exception_handler)
         self._stop = asyncio.Event()
-        if self.started is None:
-            self.started = asyncio.Event()
         lifespan = Lifespan(self.app, self.config.lifespan)
         await lifespan.startup()
         self.state = ServerState(self.config, self.app, lifespan.state)
@@ -243,14 +241,6 @@ class Server:
 
 def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _has_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -106,7 +106,7 @@ def run_server(app: Any, **settings: Any) -> Iterator[RunningServer]:
 
         async def main() -> None:
             task = asyncio.ensure_future(server.serve())
-            while not task.done() and not (server.started and server.started.is_set()):
+            while not task.done() and not server.started.is_set():
                 await asyncio.sleep(0.01)
             ready.set()
             await task
