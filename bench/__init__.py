@@ -1,0 +1,1 @@
+"""Benchmarks comparing gateway with other ASGI servers (see bench/README.md)."""

@@ -1,0 +1,572 @@
+"""Benchmark gateway against other ASGI servers, in one run, on one machine.
+
+Every server serves the same trivial app (bench/app.py) from the benchmark
+venv (bench/.venv, made by bench/setup.sh), pinned to CPU 0, while the load
+generator runs pinned to CPU 1, so the two never compete for a core. Rounds
+are interleaved (round 1: every server, round 2: every server, ...) so that a
+slow drift of the machine (thermal, noisy neighbours) spreads over all servers
+instead of penalising whichever ran last; the report gives the median.
+
+Usage:  python bench/run.py [--duration 10] [--rounds 3] [--connections 64]
+                            [--servers gateway,uvicorn] [--scenarios h1,h1-tls]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+VENV_BIN = BENCH_DIR / ".venv" / "bin"
+RESULTS = BENCH_DIR / "results" / "latest.md"
+APP = "bench.app:app"
+EXPECTED_BODY = b"Hello, world!"
+
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+START_TIMEOUT = 20.0
+STOP_GRACE = 5.0
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throwaway certificate made for this run; ``ca`` lets our probe verify it."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What a load generator needs to know to hit one running server."""
+
+    port: int
+    tls: bool
+    duration: float
+    connections: int
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One measurement; ``errors`` > 0 makes the measurement unusable."""
+
+    rps: float
+    errors: int = 0
+    error_detail: str = ""
+
+
+LoadFn = Callable[[LoadSpec], LoadResult]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A kind of traffic. New scenarios (h2, h2c, WebSocket) are one list entry each."""
+
+    key: str
+    name: str
+    tls: bool
+    load: LoadFn
+
+
+@dataclass(frozen=True)
+class Server:
+    """How to start one server; ``command`` gets the scenario so h2 etc. can add flags."""
+
+    name: str
+    distribution: str
+    command: Callable[[int, Scenario, TlsFiles | None], list[str]]
+
+
+@dataclass
+class Cell:
+    """All rounds of one server in one scenario."""
+
+    results: list[LoadResult] = field(default_factory=list)
+    skipped: str = ""
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.results)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(r.rps for r in self.results) if self.results else None
+
+    @property
+    def spread(self) -> str:
+        """(max - min) / median: how far apart the rounds were, i.e. how much to trust a ratio."""
+        if len(self.results) < 2 or not self.median:
+            return "—"
+        rps = [r.rps for r in self.results]
+        return f"{(max(rps) - min(rps)) / self.median:.0%}"
+
+
+# ---------------------------------------------------------------------- servers
+
+
+def venv_exe(name: str) -> str:
+    """Servers run from the bench venv, so all of them see the same Python and app."""
+    return str(VENV_BIN / name)
+
+
+# Extra gateway flags from --gateway-args (e.g. "--http h11"), to compare its own options.
+GATEWAY_EXTRA: list[str] = []
+
+
+def gateway_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
+    cmd = [venv_exe("python"), "-m", "gateway", "--bind", f"127.0.0.1:{port}", "--no-access-log"]
+    if tls:
+        cmd += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
+    return [*cmd, *GATEWAY_EXTRA, APP]
+
+
+def uvicorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
+    cmd = [venv_exe("uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port),
+           "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
+    if tls:
+        cmd += ["--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key)]
+    return cmd
+
+
+def hypercorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
+    # No --access-logfile means no access log; --log-level keeps the error log quiet.
+    cmd = [venv_exe("hypercorn"), APP, "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    if tls:
+        cmd += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
+    return cmd
+
+
+def granian_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
+    cmd = [venv_exe("granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--no-access-log", "--log-level", "warning"]
+    if tls:
+        # granian reads only PKCS#8 keys; make_tls_files writes the key that way for everyone.
+        cmd += ["--ssl-certificate", str(tls.cert), "--ssl-keyfile", str(tls.key)]
+    return [*cmd, APP]
+
+
+def gunicorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
+    # gunicorn's native asgi worker (25+). Ask for the C parser (gunicorn[fast]) and
+    # uvloop explicitly: the defaults ("auto") silently fall back to slower ones.
+    # gunicorn 26 also opens a control socket in ~/.gunicorn/ by default; not wanted here.
+    cmd = [venv_exe("gunicorn"), "-k", "asgi", "-w", "1", "-b", f"127.0.0.1:{port}",
+           "--http-parser", "fast", "--asgi-loop", "uvloop", "--log-level", "warning",
+           "--no-control-socket"]
+    if tls:
+        cmd += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
+    return [*cmd, APP]
+
+
+SERVERS = [
+    Server("gateway", "gateway", gateway_cmd),
+    Server("uvicorn", "uvicorn", uvicorn_cmd),
+    Server("hypercorn", "hypercorn", hypercorn_cmd),
+    Server("granian", "granian", granian_cmd),
+    Server("gunicorn", "gunicorn", gunicorn_cmd),
+]
+
+
+class StartError(Exception):
+    """The server did not come up; the message says why (exit code, log tail)."""
+
+
+class RunningServer:
+    """A server subprocess pinned to SERVER_CPU, in its own process group.
+
+    The own group matters: gunicorn and granian fork workers, and a SIGKILL to the
+    parent alone would leave those holding the port and a core.
+    """
+
+    def __init__(self, cmd: list[str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *cmd], cwd=ROOT, env=env,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def log_tail(self, lines: int = 8) -> str:
+        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        return "\n".join("    " + line for line in text[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM for a clean shutdown, SIGKILL the whole group after STOP_GRACE."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                print(f"    (did not stop in {STOP_GRACE:.0f}s, killing)", file=sys.stderr)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._log.close()
+
+
+def free_port() -> int:
+    """A fresh port per start, so a previous server's TIME_WAIT sockets never interfere."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def probe(port: int, tls: TlsFiles | None) -> None:
+    """One real GET; raises unless the answer is the app's 200 ``Hello, world!``.
+
+    Checking the body (not just an open port) catches a server that listens but
+    fails to load the app, which would otherwise benchmark its error page.
+    """
+    if tls:
+        ctx = ssl.create_default_context(cafile=str(tls.ca))
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=2, context=ctx)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200 or body != EXPECTED_BODY:
+        raise StartError(f"unexpected answer: {resp.status} {body[:80]!r}")
+
+
+def wait_ready(server: RunningServer, port: int, tls: TlsFiles | None) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise StartError(f"exited with code {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            probe(port, tls)
+            return
+        except StartError:
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            last_error = exc
+            time.sleep(0.1)
+    raise StartError(f"no answer within {START_TIMEOUT:.0f}s ({last_error}):\n{server.log_tail()}")
+
+
+# ------------------------------------------------------------------------- load
+
+
+def base_url(spec: LoadSpec, scheme: str = "http") -> str:
+    return f"{scheme}{'s' if spec.tls else ''}://127.0.0.1:{spec.port}/"
+
+
+def wrk_load(spec: LoadSpec) -> LoadResult:
+    """HTTP/1.1 keep-alive load with wrk, one thread (one core's worth of client)."""
+    cmd = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{spec.connections}",
+           f"-d{max(1, round(spec.duration))}s", base_url(spec)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=spec.duration + 60)
+    if out.returncode != 0:
+        return LoadResult(0.0, 1, f"wrk exited {out.returncode}: {out.stderr.strip()[:200]}")
+    return parse_wrk(out.stdout)
+
+
+def parse_wrk(text: str) -> LoadResult:
+    """Requests/sec plus every error wrk reports (socket errors, non-2xx/3xx)."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not rps:
+        return LoadResult(0.0, 1, "no Requests/sec in wrk output")
+    errors, details = 0, []
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if sock:
+        n = sum(int(g) for g in sock.groups())
+        errors += n
+        if n:
+            details.append(sock.group(0))
+    status = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if status:
+        errors += int(status.group(1))
+        details.append(status.group(0))
+    return LoadResult(float(rps.group(1)), errors, "; ".join(details))
+
+
+SCENARIOS = [
+    Scenario("h1", "HTTP/1.1 plain", tls=False, load=wrk_load),
+    Scenario("h1-tls", "HTTP/1.1 TLS", tls=True, load=wrk_load),
+    # Later: Scenario("h2-tls", "h2 TLS", True, h2load_load),
+    #        Scenario("h2c", "h2c", False, h2load_load),
+    #        Scenario("ws", "WebSocket echo", False, ws_echo_load),
+]
+
+
+# ------------------------------------------------------------------------ setup
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A throwaway CA and server cert for 127.0.0.1, key in PKCS#8 (granian needs it)."""
+    import trustme
+    from cryptography.hazmat.primitives import serialization
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), password=None)
+    pkcs8 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+    files = TlsFiles(directory / "cert.pem", directory / "key.pem", directory / "ca.pem")
+    cert.cert_chain_pems[0].write_to_path(str(files.cert))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(files.cert), append=True)
+    files.key.write_bytes(pkcs8)
+    ca.cert_pem.write_to_path(str(files.ca))
+    return files
+
+
+def check_tools() -> list[str]:
+    """What is missing for a run; setup.sh installs all of it."""
+    missing = [tool for tool in ("taskset", "wrk") if not shutil.which(tool)]
+    if not (VENV_BIN / "python").exists():
+        missing.append(f"{VENV_BIN / 'python'} (run bench/setup.sh)")
+    if (os.cpu_count() or 1) < 2:
+        missing.append("a second CPU (server and load generator each get one)")
+    return missing
+
+
+# -------------------------------------------------------------------------- run
+
+
+def run_one(server: Server, scenario: Scenario, tls: TlsFiles | None, args: argparse.Namespace,
+            log_dir: Path) -> LoadResult:
+    """Start, wait until it answers, warm up, measure, stop. Raises StartError."""
+    port = free_port()
+    log_path = log_dir / f"{server.name}-{scenario.key}.log"
+    try:
+        running = RunningServer(server.command(port, scenario, tls), log_path)
+    except OSError as exc:
+        raise StartError(str(exc)) from exc
+    try:
+        wait_ready(running, port, tls)
+        spec = LoadSpec(port, scenario.tls, args.warmup, args.connections)
+        if args.warmup > 0:
+            scenario.load(spec)
+        result = scenario.load(LoadSpec(port, scenario.tls, args.duration, args.connections))
+        if running.proc.poll() is not None:
+            raise StartError(f"died during the run:\n{running.log_tail()}")
+        return result
+    finally:
+        running.stop()
+
+
+def run_all(servers: Sequence[Server], scenarios: Sequence[Scenario], tls: TlsFiles,
+            args: argparse.Namespace, log_dir: Path) -> dict[tuple[str, str], Cell]:
+    """Interleaved rounds; a server that fails to start is skipped from then on."""
+    cells = {(sc.key, sv.name): Cell() for sc in scenarios for sv in servers}
+    for rnd in range(1, args.rounds + 1):
+        for scenario in scenarios:
+            for server in servers:
+                cell = cells[(scenario.key, server.name)]
+                if cell.skipped:
+                    continue
+                label = f"[round {rnd}/{args.rounds}] {scenario.name:<15} {server.name:<10}"
+                print(label, end=" ", flush=True, file=sys.stderr)
+                try:
+                    result = run_one(server, scenario, tls if scenario.tls else None, args,
+                                     log_dir)
+                except StartError as exc:
+                    cell.skipped = one_line(str(exc))
+                    print(f"SKIPPED: {exc}", file=sys.stderr)
+                    continue
+                cell.results.append(result)
+                note = f"  ERRORS {result.errors}: {result.error_detail}" if result.errors else ""
+                print(f"{result.rps:>10.0f} req/s{note}", file=sys.stderr)
+    return cells
+
+
+# ----------------------------------------------------------------------- report
+
+
+def versions(servers: Sequence[Server]) -> dict[str, str]:
+    """Installed versions, asked of the venv's Python since that is what runs them."""
+    code = (
+        "import importlib.metadata as m, sys\n"
+        "for d in sys.argv[1:]:\n"
+        "    try: print(d, m.version(d))\n"
+        "    except m.PackageNotFoundError: print(d, 'not-installed')\n"
+    )
+    dists = [s.distribution for s in servers]
+    try:
+        out = subprocess.run([venv_exe("python"), "-c", code, *dists], capture_output=True,
+                             text=True, timeout=30).stdout
+    except OSError:
+        return {}
+    found = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    return {s.name: found.get(s.distribution, "?") for s in servers}
+
+
+def git_revision() -> str:
+    """Which gateway code was measured: short commit, plus '+dirty' for local edits."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gateway"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+    return (rev or "?") + ("+dirty" if dirty else "")
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return platform.processor() or "?"
+    match = re.search(r"^Model name:\s*(.+)$", out, re.MULTILINE)
+    return match.group(1).strip() if match else "?"
+
+
+def venv_python_version() -> str:
+    try:
+        return subprocess.run([venv_exe("python"), "-c", "import platform;"
+                               "print(platform.python_version())"],
+                              capture_output=True, text=True).stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
+def wrk_version() -> str:
+    try:
+        out = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    except OSError:
+        return "?"
+    match = re.search(r"wrk (?:debian/)?(\S+)", out.stdout + out.stderr)
+    return match.group(1) if match else "?"
+
+
+def header(servers: Sequence[Server], args: argparse.Namespace) -> list[str]:
+    vers = versions(servers)
+    if "gateway" in vers:
+        vers["gateway"] += f" ({git_revision()})"
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"# ASGI server benchmark, {now}",
+        "",
+        f"Machine: {cpu_model()}, nproc {os.cpu_count()}; Python {venv_python_version()}; "
+        f"server on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}.",
+        "Servers: " + ", ".join(f"{name} {v}" for name, v in vers.items()) + "."
+        + (f" gateway extra flags: `{shlex.join(GATEWAY_EXTRA)}`." if GATEWAY_EXTRA else ""),
+        f"Load: wrk {wrk_version()} -t1 -c{args.connections}, {args.duration:g}s per measurement "
+        f"after {args.warmup:g}s warm-up, {args.rounds} interleaved round(s), median reported.",
+        "",
+    ]
+
+
+def fmt_ratio(a: Cell, b: Cell) -> str:
+    """a/b, blank when either side has no valid number to compare."""
+    if a.median is None or b.median is None or a.errors or b.errors or not b.median:
+        return "—"
+    return f"{a.median / b.median:.2f}"
+
+
+def table(servers: Sequence[Server], scenarios: Sequence[Scenario],
+          cells: dict[tuple[str, str], Cell]) -> list[str]:
+    ratio_cols = [s.name for s in servers]
+    head = ["scenario", "server", "req/s (median)", *(f"vs {n}" for n in ratio_cols),
+            "spread", "rounds", "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for sc in scenarios:
+        for sv in servers:
+            cell = cells[(sc.key, sv.name)]
+            median = "—" if cell.median is None else f"{cell.median:,.0f}"
+            ratios = [fmt_ratio(cell, cells[(sc.key, other)]) for other in ratio_cols]
+            rounds = " / ".join(f"{r.rps:.0f}" for r in cell.results) or "—"
+            note = note_for(cell)
+            row = [sc.name, sv.name, median, *ratios, cell.spread, rounds, note]
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def one_line(reason: str) -> str:
+    """First line of a failure plus the log's last line, which usually names the cause."""
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    text = lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
+    return text.replace("|", "/")[:160]
+
+
+def note_for(cell: Cell) -> str:
+    if cell.errors:
+        details = "; ".join(r.error_detail for r in cell.results if r.errors)
+        return f"INVALID: {cell.errors} errors ({details})".replace("|", "/")
+    if cell.skipped:
+        return "skipped: " + cell.skipped
+    return ""
+
+
+# -------------------------------------------------------------------------- cli
+
+
+def pick(names: str | None, items: Sequence, attr: str, what: str) -> list:
+    if not names:
+        return list(items)
+    by_name = {getattr(item, attr): item for item in items}
+    unknown = [n for n in names.split(",") if n not in by_name]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)}; choose from {', '.join(by_name)}")
+    return [by_name[n] for n in names.split(",")]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of discarded load")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--servers", help="comma list: " + ",".join(s.name for s in SERVERS))
+    parser.add_argument("--scenarios", help="comma list: " + ",".join(s.key for s in SCENARIOS))
+    parser.add_argument("--gateway-args", default="",
+                        help='extra gateway flags, e.g. "--http h11" or "--loop uvloop"')
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    GATEWAY_EXTRA[:] = shlex.split(args.gateway_args)
+    servers = pick(args.servers, SERVERS, "name", "server")
+    scenarios = pick(args.scenarios, SCENARIOS, "key", "scenario")
+    missing = check_tools()
+    if missing:
+        print("missing: " + "; ".join(missing), file=sys.stderr)
+        return 2
+    log_dir = args.output.parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        tls = make_tls_files(Path(tmp))
+        cells = run_all(servers, scenarios, tls, args, log_dir)
+    report = "\n".join([*header(servers, args), *table(servers, scenarios, cells)]) + "\n"
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    print(f"written to {args.output}; server logs in {log_dir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

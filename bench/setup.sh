@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Prepare the benchmark environment. Safe to run repeatedly.
+#
+# The peer servers live in their own venv (bench/.venv) so that their
+# dependencies never leak into the project's own environment, and so that
+# every server in a run is started from the same interpreter.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+venv="$here/.venv"
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet --upgrade \
+    'uvicorn[standard]' hypercorn granian 'gunicorn[fast,http2]>=25' trustme
+
+# The gateway itself, editable, so the benchmark always runs the work tree.
+if [ -f "$root/pyproject.toml" ]; then
+    "$venv/bin/python" -m pip install --quiet -e "$root[standard]"
+fi
+
+# Load generators from Debian: wrk for HTTP/1.1, h2load (nghttp2-client) for HTTP/2.
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
+fi
+
+echo "bench environment ready: $venv"
