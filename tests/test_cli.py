@@ -1,0 +1,327 @@
+"""The `gateway` command as a user types it: help, version, mistakes, certificates, dev TLS."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import run_cli
+from cryptography.hazmat.primitives import serialization
+
+import gateway
+
+pytestmark = pytest.mark.timeout(60)
+
+HELLO = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = ("hello " + scope["path"]).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+NOT_AN_APP = 42
+
+def make_app():
+    return app
+
+def broken_factory():
+    raise RuntimeError("factory cannot find its settings")
+"""
+
+BROKEN_SYNTAX = """
+async def app(scope, receive, send)
+    pass
+"""
+
+MISSING_DEPENDENCY = """
+import nosuchdependency_xyz
+
+app = None
+"""
+
+EXPLODES = """
+raise RuntimeError("settings file not found")
+"""
+
+PASSWORD = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def assert_port_free(port: int) -> None:
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        assert probe.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, certs) -> Path:
+    """A directory with app modules and certificate files, good and bad."""
+    directory = tmp_path_factory.mktemp("project")
+    (directory / "hello.py").write_text(textwrap.dedent(HELLO))
+    (directory / "broken.py").write_text(textwrap.dedent(BROKEN_SYNTAX))
+    (directory / "needsdep.py").write_text(textwrap.dedent(MISSING_DEPENDENCY))
+    (directory / "explodes.py").write_text(textwrap.dedent(EXPLODES))
+    (directory / "garbage.pem").write_text("this is not a certificate\n")
+    (directory / "afile").write_text("a file where a directory should be\n")
+    other = certs.ca.issue_cert("localhost")
+    other.private_key_pem.write_to_path(str(directory / "other-key.pem"))
+    key = serialization.load_pem_private_key(Path(certs.key_file).read_bytes(), password=None)
+    (directory / "encrypted-key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSWORD.encode()),
+    ))
+    return directory
+
+
+def expand(args: list[str], project: Path, certs) -> list[str]:
+    values = {
+        "{cert}": certs.cert_file,
+        "{key}": certs.key_file,
+        "{ca}": certs.ca_file,
+        "{other_key}": str(project / "other-key.pem"),
+        "{encrypted_key}": str(project / "encrypted-key.pem"),
+    }
+    return [values.get(arg, arg) for arg in args]
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    line = lines[0]
+    assert line.startswith("gateway: error:"), line
+    assert "_ssl.c" not in line, line  # OpenSSL's internals are not a message for a user
+    for word in words:
+        assert word in line, f"{word!r} not in {line!r}"
+    return line
+
+
+TLS = ["--certfile", "{cert}", "--keyfile", "{key}"]
+
+USER_ERRORS = {
+    "bad-flag": (["--bogus", "hello:app"], ["--bogus"]),
+    "unknown-lifespan-choice": (["--lifespan", "maybe", "hello:app"], ["maybe"]),
+    "unknown-verify-mode": ([*TLS, "--verify-mode", "sometimes", "hello:app"], ["sometimes"]),
+    "unknown-loop": (["--loop", "trio", "hello:app"], ["trio"]),
+    "not-a-number": (["--graceful-timeout", "soon", "hello:app"], ["soon"]),
+    "negative-timeout": (["--graceful-timeout", "-1", "hello:app"], ["--graceful-timeout"]),
+    "no-app": ([], ["MODULE:ATTR"]),
+    "app-without-colon": (["hello"], ["hello"]),
+    "no-such-module": (["nosuchmodule:app"], ["nosuchmodule"]),
+    "syntax-error": (["broken:app"], ["broken", "SyntaxError"]),
+    "missing-dependency": (["needsdep:app"], ["needsdep", "nosuchdependency_xyz"]),
+    "module-raises": (["explodes:app"], ["explodes", "settings file not found"]),
+    "missing-attribute": (["hello:nope"], ["hello", "nope"]),
+    "not-callable": (["hello:NOT_AN_APP"], ["int"]),
+    "factory-without-flag": (["hello:make_app"], ["--factory"]),
+    "factory-raises": (["--factory", "hello:broken_factory"], ["factory cannot find its settings"]),
+    "missing-certfile": (["--certfile", "missing.pem", "--keyfile", "{key}", "hello:app"],
+                         ["missing.pem"]),
+    "missing-keyfile": (["--certfile", "{cert}", "--keyfile", "missing-key.pem", "hello:app"],
+                        ["missing-key.pem"]),
+    "keyfile-without-certfile": (["--keyfile", "{key}", "hello:app"], ["--certfile"]),
+    "certfile-not-pem": (["--certfile", "garbage.pem", "hello:app"], ["garbage.pem"]),
+    "keyfile-not-pem": (["--certfile", "{cert}", "--keyfile", "garbage.pem", "hello:app"],
+                        ["garbage.pem"]),
+    "key-does-not-match": (["--certfile", "{cert}", "--keyfile", "{other_key}", "hello:app"],
+                           ["match"]),
+    "wrong-password": (["--certfile", "{cert}", "--keyfile", "{encrypted_key}",
+                        "--keyfile-password", "wrong", "hello:app"], ["password"]),
+    "encrypted-key-without-password": (
+        ["--certfile", "{cert}", "--keyfile", "{encrypted_key}", "hello:app"], ["password"]),
+    "verify-without-ca-certs": ([*TLS, "--verify-mode", "required", "hello:app"], ["--ca-certs"]),
+    "missing-ca-certs": ([*TLS, "--verify-mode", "required", "--ca-certs", "missing-ca.pem",
+                          "hello:app"], ["missing-ca.pem"]),
+    "ca-certs-not-pem": ([*TLS, "--verify-mode", "required", "--ca-certs", "garbage.pem",
+                          "hello:app"], ["garbage.pem"]),
+    "certfile-is-a-directory": (["--certfile", ".", "--keyfile", "{key}", "hello:app"],
+                                ["--certfile"]),
+    "verify-without-tls": (["--verify-mode", "required", "--ca-certs", "{ca}", "hello:app"],
+                           ["TLS"]),
+    "bad-ciphers": ([*TLS, "--ciphers", "NOT-A-CIPHER", "hello:app"], ["NOT-A-CIPHER"]),
+    "dev-tls-and-certfile": (["--dev-tls", *TLS, "hello:app"], ["--dev-tls"]),
+    "dev-tls-unwritable-dir": (["--dev-tls", "--certs-dir", "afile/sub", "hello:app"], ["afile"]),
+    "bad-root-path": (["--root-path", "api/", "hello:app"], ["api/"]),
+    "bind-without-port": (["-b", "localhost", "hello:app"], ["localhost"]),
+    "bind-port-too-large": (["-b", "127.0.0.1:70000", "hello:app"], ["70000"]),
+    "bind-ipv6-without-brackets": (["-b", "::1:8000", "hello:app"], ["::1:8000"]),
+}
+
+
+@pytest.mark.parametrize("case", list(USER_ERRORS))
+def test_user_error_is_one_line_exit_2_nothing_bound(project, certs, case):
+    args, words = USER_ERRORS[case]
+    args = expand(args, project, certs)
+    port = free_port()
+    if "-b" not in args:
+        args = ["-b", f"127.0.0.1:{port}", *args]
+    result = run_cli(*args, cwd=project)
+    assert_one_error_line(result, *words)
+    assert_port_free(port)
+
+
+def test_port_in_use_is_one_error_line_and_other_listeners_are_released(project):
+    first = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        result = run_cli("-b", f"127.0.0.1:{first}", "-b", f"127.0.0.1:{busy}", "hello:app",
+                         cwd=project)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("gateway: error:")]
+    assert len(errors) == 1, output
+    assert str(busy) in errors[0]
+    assert "in use" in errors[0].lower()
+    assert_port_free(first)
+
+
+def test_address_not_on_this_machine_is_one_error_line(project):
+    result = run_cli("-b", "192.0.2.1:8000", "hello:app", cwd=project)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("gateway: error:")]
+    assert len(errors) == 1 and "192.0.2.1:8000" in errors[0], output
+
+
+def test_help_is_readable(project):
+    result = run_cli("--help", cwd=project)
+    assert result.returncode == 0
+    text = result.stdout
+    assert text.startswith("usage: gateway")
+    for flag in ("MODULE:ATTR", "--certfile", "--keyfile", "--keyfile-password", "--bind",
+                 "--dev-tls", "--factory", "--app-dir", "--root-path", "--lifespan",
+                 "--verify-mode", "--ca-certs", "--ciphers", "--graceful-timeout",
+                 "--keep-alive-timeout", "--loop", "--log-level", "--no-access-log",
+                 "--no-server-header", "--version"):
+        assert flag in text, flag
+    assert "Traceback" not in text + result.stderr
+    assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_certs_help(project):
+    result = run_cli("certs", "--help", cwd=project)
+    assert result.returncode == 0
+    assert "--certs-dir" in result.stdout
+
+
+def test_version(project):
+    result = run_cli("--version", cwd=project)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"gateway {gateway.__version__}"
+
+
+@pytest.mark.skipif(shutil.which("gateway") is None, reason="console script not on PATH")
+def test_console_script(project):
+    result = subprocess.run(["gateway", "--version"], capture_output=True, text=True, timeout=30,
+                            cwd=project)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"gateway {gateway.__version__}"
+
+
+def test_right_keyfile_password_serves_https(project, certs, gateway_cli):
+    process = gateway_cli("--certfile", certs.cert_file, "--keyfile",
+                          str(project / "encrypted-key.pem"), "--keyfile-password", PASSWORD,
+                          "-b", "127.0.0.1:0", "hello:app", cwd=project)
+    port = process.wait_listening()
+    response = httpx.get(f"https://localhost:{port}/pw", verify=certs.client_context(), timeout=5)
+    assert response.status_code == 200
+    assert response.text == "hello /pw"
+    returncode, output = process.stop()
+    assert returncode == 0, output
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--factory", "hello:make_app"],
+        ["--loop", "asyncio", "hello:app"],
+        ["--loop", "uvloop", "hello:app"],
+        ["--http", "h11", "hello:app"],
+        ["--http", "httptools", "hello:app"],
+    ],
+    ids=lambda flags: " ".join(flags),
+)
+def test_serves_with(project, gateway_cli, flags):
+    process = gateway_cli("-b", "127.0.0.1:0", *flags, cwd=project)
+    port = process.wait_listening()
+    response = httpx.get(f"http://127.0.0.1:{port}/x", timeout=5)
+    assert response.text == "hello /x"
+    returncode, output = process.stop()
+    assert returncode == 0, output
+    assert "Traceback" not in output
+
+
+def test_app_dir(project, tmp_path, gateway_cli):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    process = gateway_cli("--app-dir", str(project), "-b", "127.0.0.1:0", "hello:app",
+                          cwd=elsewhere)
+    port = process.wait_listening()
+    assert httpx.get(f"http://127.0.0.1:{port}/dir", timeout=5).text == "hello /dir"
+    assert process.stop()[0] == 0
+
+
+def test_certs_command_creates_and_reuses(tmp_path):
+    directory = tmp_path / "devcerts"
+    result = run_cli("certs", "--certs-dir", str(directory), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    names = {p.name for p in directory.iterdir()}
+    assert {"ca.pem", "ca-key.pem", "localhost.pem", "localhost-key.pem"} <= names
+    ca = str((directory / "ca.pem").absolute())
+    assert ca in result.stdout
+    assert "curl --cacert" in result.stdout
+    assert "SSL_CERT_FILE" in result.stdout
+    for key in ("ca-key.pem", "localhost-key.pem"):
+        assert stat.S_IMODE(os.stat(directory / key).st_mode) == 0o600
+    before = (directory / "ca.pem").read_bytes()
+
+    again = run_cli("certs", "--certs-dir", str(directory), cwd=tmp_path)
+    assert again.returncode == 0
+    assert "reusing" in again.stdout
+    assert (directory / "ca.pem").read_bytes() == before
+
+
+def test_dev_tls_serves_https_trusted_by_the_dev_ca(tmp_path, project, gateway_cli):
+    directory = tmp_path / "devcerts"
+    process = gateway_cli("--dev-tls", "--certs-dir", str(directory), "-b", "127.0.0.1:0",
+                          "hello:app", cwd=project)
+    port = process.wait_listening()
+    ca = directory / "ca.pem"
+    context = ssl.create_default_context(cafile=str(ca))
+    response = httpx.get(f"https://localhost:{port}/dev", verify=context, timeout=5)
+    assert response.status_code == 200
+    assert response.text == "hello /dev"
+    assert response.http_version == "HTTP/1.1"
+    # and a client that does not trust the dev CA refuses it
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"https://localhost:{port}/dev", verify=ssl.create_default_context(), timeout=5)
+    returncode, output = process.stop()
+    assert returncode == 0, output
+    assert str(ca.absolute()) in output  # where the CA is, to trust it
+    assert "Traceback" not in output
