@@ -145,7 +145,7 @@ class Exchange:
 
     async def receive(self) -> Message:
         while True:
-            if self.disconnected:
+            if self.disconnected or self.state is DONE:
                 return {"type": "http.disconnect"}
             if self._chunks:
                 chunks = self._chunks
@@ -159,8 +159,6 @@ class Exchange:
             if self.body_complete and not self._body_delivered:
                 self._body_delivered = True
                 return {"type": "http.request", "body": b"", "more_body": False}
-            if self.state is DONE:
-                return {"type": "http.disconnect"}
             if self.expect_continue:
                 self.expect_continue = False
                 self.carrier.send_continue(self)
