@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 import ssl
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
 from ..config import Config, ConfigError
 
 _VERIFY_MODES = {
@@ -33,13 +37,11 @@ def create_ssl_context(
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     password = config.keyfile_password
-    if password is None:
-        password = _no_password(keyfile or certfile)
+    _check_pair(certfile, keyfile, password)
+    callback = password if password is not None else _no_password(keyfile or certfile)
     try:
-        context.load_cert_chain(certfile, keyfile, password=password)
-    except ssl.SSLError as exc:
-        raise CertificateError(_explain_load_error(exc, certfile, keyfile, password)) from None
-    except (OSError, ValueError, TypeError) as exc:
+        context.load_cert_chain(certfile, keyfile, password=callback)
+    except (ssl.SSLError, OSError, ValueError, TypeError) as exc:
         raise CertificateError(f"cannot load certificate {certfile!r}: {exc}") from None
     if config.ciphers:
         try:
@@ -51,6 +53,7 @@ def create_ssl_context(
     context.verify_mode = _VERIFY_MODES[config.verify_mode]
     if config.ca_certs:
         _require_file("--ca-certs", config.ca_certs)
+        _read_certificates("--ca-certs", config.ca_certs)
         try:
             context.load_verify_locations(cafile=config.ca_certs)
         except (ssl.SSLError, OSError) as exc:
@@ -82,18 +85,41 @@ def _require_file(flag: str, path: str) -> None:
         raise CertificateError(f"{flag} {path!r}: permission denied")
 
 
-def _explain_load_error(exc: ssl.SSLError, certfile: str, keyfile: str | None, password: object) -> str:
-    reason = (exc.reason or "").upper()
-    text = str(exc)
-    key = keyfile or certfile
-    if "KEY_VALUES_MISMATCH" in reason or "key values mismatch" in text:
-        return f"the key {key!r} does not match the certificate {certfile!r}"
-    if "BAD_DECRYPT" in reason or "bad decrypt" in text:
-        return f"wrong --keyfile-password for the key {key!r}"
-    if "PEM" in (exc.library or "") or "PEM" in reason or "NO_START_LINE" in reason:
-        return (
-            f"cannot read {certfile!r}"
-            + (f" or {keyfile!r}" if keyfile else "")
-            + ": expected PEM certificate and private key files"
-        )
-    return f"cannot load certificate {certfile!r}: {exc.reason or text}"
+def _read_certificates(flag: str, path: str) -> list[x509.Certificate]:
+    try:
+        with open(path, "rb") as handle:
+            return x509.load_pem_x509_certificates(handle.read())
+    except ValueError:
+        raise CertificateError(f"{flag} {path!r}: no PEM certificate in it") from None
+
+
+def _check_pair(certfile: str, keyfile: str | None, password: str | None) -> None:
+    """Read certificate and key with cryptography first: OpenSSL's own errors ("PEM lib")
+    do not say which file is wrong, or that a password is."""
+    certificate = _read_certificates("--certfile", certfile)[0]
+    key_path = keyfile or certfile
+    with open(key_path, "rb") as handle:
+        data = handle.read()
+    if b"PRIVATE KEY-----" not in data:
+        if keyfile is None:
+            raise CertificateError(f"--certfile {certfile!r} holds no private key: add --keyfile")
+        raise CertificateError(f"--keyfile {keyfile!r}: no PEM private key in it")
+    secret = password.encode() if password is not None else None
+    try:
+        key = serialization.load_pem_private_key(data, secret)
+    except TypeError:
+        if secret is None:
+            raise CertificateError(
+                f"the key {key_path!r} is encrypted: give its password with --keyfile-password"
+            ) from None
+        key = serialization.load_pem_private_key(data, None)  # not encrypted: no password needed
+    except ValueError:
+        if secret is not None:
+            raise CertificateError(f"wrong --keyfile-password for the key {key_path!r}") from None
+        raise CertificateError(f"cannot read the private key in {key_path!r}") from None
+    except UnsupportedAlgorithm:
+        raise CertificateError(f"the key in {key_path!r} uses an unsupported algorithm") from None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if certificate.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        raise CertificateError(f"the key {key_path!r} does not match the certificate {certfile!r}")
