@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="serve HTTPS with local development certificates (made once)")
     tls.add_argument("--certs-dir", default="certs", metavar="DIR",
                      help="where --dev-tls keeps its certificates (default: certs)")
+    tls.add_argument("--tls-handshake-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="drop clients that have not finished the handshake by then (default: 10)")
 
     run = parser.add_argument_group("running")
     run.add_argument("--http", choices=HTTP_ENGINES, default="auto",
@@ -126,6 +128,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ciphers=args.ciphers,
         dev_tls=args.dev_tls,
         certs_dir=args.certs_dir,
+        tls_handshake_timeout=args.tls_handshake_timeout,
         root_path=args.root_path,
         http=args.http,
         loop=args.loop,

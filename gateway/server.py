@@ -141,7 +141,7 @@ class Server:
                     factory, address.host, address.port, ssl=self.ssl_context,
                     backlog=self.config.backlog, reuse_address=True,
                     ssl_handshake_timeout=(
-                        self.config.tls_handshake_timeout if self.ssl_context else None
+                        self.config.tls_handshake_timeout or None if self.ssl_context else None
                     ),
                 )
             except OSError as exc:

@@ -6,6 +6,7 @@ moves to the next once the response has gone through it, which is why `next_cycl
 
 from __future__ import annotations
 
+import http
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,12 +17,15 @@ from .engine import BodyLengthError, Headers, RequestError, RequestHandler
 
 
 class H11Engine:
-    __slots__ = ("handler", "conn", "server_header", "date_source", "_head_request", "_no_body")
+    __slots__ = (
+        "handler", "conn", "max_head_size", "server_header", "date_source", "_head_request", "_no_body",
+    )
 
     def __init__(self, handler: RequestHandler, max_head_size: int, server_line: bytes,
                  date_source: Any) -> None:
         self.handler = handler
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
+        self.max_head_size = max_head_size
         self.server_header = _header_from_line(server_line)
         self.date_source = date_source
         self._head_request = False
@@ -58,11 +62,22 @@ class H11Engine:
             raise RequestError(505, f"HTTP/{version} is not supported")
         headers = list(event.headers)
         body_expected = False
+        framings = 0
+        # h11 bounds only an unfinished head; a whole one that came in a single read is
+        # measured here, the way the httptools engine measures it.
+        size = len(event.target)
         for name, value in headers:
+            size += len(name) + len(value) + 4
             if name == b"content-length":
                 body_expected = value != b"0"
+                framings |= 1
             elif name == b"transfer-encoding":
                 body_expected = True
+                framings |= 2
+        if size > self.max_head_size:
+            raise RequestError(431, "request head too large")
+        if framings == 3:  # RFC 9112 section 6.3: a smuggling attempt more often than not
+            raise RequestError(400, "Content-Length and Transfer-Encoding together")
         method = event.method.decode("ascii")
         self._head_request = method == "HEAD"
         self.handler.on_request(
@@ -87,8 +102,10 @@ class H11Engine:
                 add_server = False
             elif lname == DATE:
                 date_line = b""
-            elif lname == CONNECTION and b"close" in value.lower():
-                keep_alive = False
+            elif lname == CONNECTION:
+                if b"close" in value.lower():
+                    keep_alive = False
+                continue
             elif lname == TRANSFER_ENCODING:
                 has_length = True
             out.append((name, value))
@@ -103,7 +120,9 @@ class H11Engine:
         if date_line:
             defaults.append(_header_from_line(date_line))
         try:
-            data = self.conn.send(h11.Response(status_code=status, headers=defaults + out))
+            data = self.conn.send(
+                h11.Response(status_code=status, headers=defaults + out, reason=_reason(status))
+            )
         except h11.LocalProtocolError as exc:
             raise ValueError(str(exc)) from None
         data += self.body(body, more_body)
@@ -121,13 +140,22 @@ class H11Engine:
         return out
 
     def informational(self, status: int, headers: Headers) -> bytes:
-        return self.conn.send(h11.InformationalResponse(status_code=status, headers=headers))
+        return self.conn.send(
+            h11.InformationalResponse(status_code=status, headers=headers, reason=_reason(status))
+        )
 
     def next_cycle(self) -> None:
         conn = self.conn
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self._drain_events()
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 def _keep_alive(headers: Headers, version: str) -> bool:

@@ -1,12 +1,14 @@
 """The fast HTTP/1.1 engine: llhttp (through httptools) parses, encode.py frames responses.
 
 llhttp parses ahead: pipelined requests arrive while an earlier response is still being
-written, and the connection protocol queues them. The checks llhttp leaves to its user
-(Host, HTTP version, head size) are made here so this engine answers like h11.
+written, and the connection protocol queues them (so what the encoder must know of each
+request, HEAD or HTTP/1.0, is queued here too). The checks llhttp leaves to its user (HTTP
+version, head size, transfer codings) are made here so this engine answers like h11.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +19,7 @@ from .engine import Headers, RequestError, RequestHandler
 
 # Bytes a header line costs beyond its name and value (": " and CRLF).
 _LINE_OVERHEAD = 4
+_OWS = b" \t"
 
 
 class HttptoolsEngine:
@@ -24,7 +27,7 @@ class HttptoolsEngine:
 
     __slots__ = (
         "handler", "parser", "encoder", "max_head_size", "_url", "_headers", "_head_size",
-        "_in_head", "_began", "_unfinished", "_head_request", "_http10", "_upgrade",
+        "_in_head", "_began", "_unfinished", "_framing", "_upgrade",
     )
 
     def __init__(self, handler: RequestHandler, max_head_size: int, server_line: bytes,
@@ -39,8 +42,8 @@ class HttptoolsEngine:
         self._in_head = False
         self._began = False
         self._unfinished = 0
-        self._head_request = False
-        self._http10 = False
+        # (HEAD request, HTTP/1.0) per request parsed and not yet answered, oldest first.
+        self._framing: deque[tuple[bool, bool]] = deque()
         self._upgrade = False
 
     # -- bytes in ----------------------------------------------------------------------
@@ -61,10 +64,14 @@ class HttptoolsEngine:
         except httptools.HttpParserError as exc:
             raise RequestError(400, _describe_parse_error(exc)) from None
         # llhttp keeps an unfinished header line to itself, so an unfinished head is measured
-        # here: every byte of a read that began inside the head belongs to it. (The read in
-        # which the head began is measured by the callbacks once the head is complete.)
-        if self._in_head and not self._began:
-            self._unfinished += len(data)
+        # here: every byte of a read that began inside the head belongs to it.
+        if self._in_head:
+            if self._began:
+                # The unfinished line is what follows the last LF of this read.
+                tail = len(data) - data.rfind(b"\n") - 1
+                self._unfinished = self._head_size + len(self._url) + tail
+            else:
+                self._unfinished += len(data)
             if self._unfinished > self.max_head_size:
                 raise RequestError(431, "request head too large")
 
@@ -80,6 +87,8 @@ class HttptoolsEngine:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if value and value[-1] in _OWS:  # RFC 9110 section 5.5: not part of the value
+            value = value.rstrip(b" \t")
         self._headers.append((name.lower(), value))
         self._head_size += len(name) + len(value) + _LINE_OVERHEAD
 
@@ -99,13 +108,15 @@ class HttptoolsEngine:
             if name == b"content-length":
                 body_expected = value != b"0"
             elif name == b"transfer-encoding":
+                if value.lower() != b"chunked":
+                    raise RequestError(501, "only the chunked transfer coding is supported")
                 body_expected = True
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = version == "1.1"
-        self._head_request = method == "HEAD"
-        self._http10 = version == "1.0"
+        http10 = version == "1.0"
+        self._framing.append((method == "HEAD", http10))
         self.handler.on_request(
-            method, self._url, version, headers, parser.should_keep_alive(),
+            method, self._url, version, headers, parser.should_keep_alive() and not http10,
             body_expected, expect_continue,
         )
 
@@ -119,10 +130,12 @@ class HttptoolsEngine:
 
     def start_response(self, status: int, headers: Iterable[Any], body: bytes,
                        more_body: bool, keep_alive: bool) -> tuple[bytes, bool]:
-        return self.encoder.start(
-            status, headers, body, more_body, keep_alive and not self._upgrade,
-            self._head_request, self._http10,
+        head_request, http10 = self._framing[0]
+        result = self.encoder.start(
+            status, headers, body, more_body, keep_alive and not self._upgrade, head_request, http10
         )
+        self._framing.popleft()
+        return result
 
     def body(self, data: bytes, more_body: bool) -> bytes:
         return self.encoder.body(data, more_body)

@@ -261,7 +261,11 @@ class H1Protocol(asyncio.Protocol):
         if not self.current_keep_alive or self.state.shutting_down:
             self._close()
             return
-        self.engine.next_cycle()
+        try:
+            self.engine.next_cycle()
+        except RequestError as exc:
+            self._request_error(exc)
+            return
         if self.current is None and self.pipeline:
             item = self.pipeline.popleft()
             if isinstance(item, RequestError):

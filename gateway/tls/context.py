@@ -14,6 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from ..config import Config, ConfigError
+from ..logs import error_logger
 
 _VERIFY_MODES = {
     "none": ssl.CERT_NONE,
@@ -24,6 +25,30 @@ _VERIFY_MODES = {
 
 class CertificateError(ConfigError):
     """A certificate, key or CA file given in the settings cannot be used."""
+
+
+_HANDSHAKE_FAILURES = {
+    "HTTP_REQUEST": "the client spoke plain HTTP to the TLS port",
+    "TLSV1_ALERT_UNKNOWN_CA": "the client does not trust the certificate's CA",
+    "UNSUPPORTED_PROTOCOL": "the client offered only TLS versions older than 1.2",
+    "NO_SHARED_CIPHER": "no cipher in common with the client",
+    "WRONG_VERSION_NUMBER": "the client did not send a TLS handshake",
+}
+
+
+class _HandshakeLoggingSSLObject(ssl.SSLObject):
+    """asyncio and uvloop drop a failed handshake without a word unless the loop runs in debug
+    mode; both call `do_handshake` on this object, so the failure is logged here, once."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            reason = exc.reason or str(exc)
+            error_logger.debug("TLS handshake failed: %s", _HANDSHAKE_FAILURES.get(reason, reason))
+            raise
 
 
 def create_ssl_context(
@@ -61,6 +86,7 @@ def create_ssl_context(
                 f"cannot load --ca-certs {config.ca_certs!r}: {exc.strerror or exc}"
             ) from None
     context.set_alpn_protocols(alpn_protocols)
+    context.sslobject_class = _HandshakeLoggingSSLObject
     return context
 
 
