@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("-b", "--bind", action="append", metavar="HOST:PORT",
                      help=f"address to listen on, repeatable; [::1]:8443 for IPv6 "
                           f"(default: {DEFAULT_BIND})")
+    net.add_argument("--backlog", type=int, default=2048, metavar="N",
+                     help="connections the kernel queues before accepting (default: 2048)")
     net.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
                      help="close idle connections after this long (default: 5)")
     net.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
@@ -120,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         factory=args.factory,
         app_dir=args.app_dir,
         bind=args.bind or [DEFAULT_BIND],
+        backlog=args.backlog,
         certfile=args.certfile,
         keyfile=args.keyfile,
         keyfile_password=args.keyfile_password,

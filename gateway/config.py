@@ -92,8 +92,6 @@ class Config:
 
     max_head_size: int = 32 * 1024
     max_body_size: int | None = None
-    read_buffer_size: int = 256 * 1024
-    write_buffer_size: int = 256 * 1024
 
     def __post_init__(self) -> None:
         if isinstance(self.bind, str):
@@ -127,7 +125,7 @@ class Config:
         self.binds  # noqa: B018 - parsing is the validation
         for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout"):
             _non_negative(name, getattr(self, name))
-        for name in ("max_head_size", "read_buffer_size", "write_buffer_size", "backlog"):
+        for name in ("max_head_size", "backlog"):
             _positive_int(name, getattr(self, name))
         if self.max_body_size is not None:
             _positive_int("max_body_size", self.max_body_size)
