@@ -49,13 +49,17 @@ class ExchangeState(enum.Enum):
     START = 0  # waiting for http.response.start
     HEAD_PENDING = 1  # start received; held so head and first body chunk leave in one write
     HEAD_SENT = 2  # body streaming
-    DONE = 3  # final body sent
+    TRAILERS_PENDING = 3  # final body sent, trailers announced and not yet sent
+    DONE = 4  # response complete
 
 
 START = ExchangeState.START
 HEAD_PENDING = ExchangeState.HEAD_PENDING
 HEAD_SENT = ExchangeState.HEAD_SENT
+TRAILERS_PENDING = ExchangeState.TRAILERS_PENDING
 DONE = ExchangeState.DONE
+TRAILERS_EXTENSION = "http.response.trailers"
+
 
 
 class Carrier(Protocol):
@@ -68,7 +72,9 @@ class Carrier(Protocol):
 
     def write_body(self, exchange: Exchange, body: bytes, more_body: bool) -> None: ...
 
-    async def drain(self) -> None: ...
+    async def drain(self, exchange: Exchange) -> None: ...
+
+    def write_trailers(self, exchange: Exchange, headers: Iterable[Any]) -> None: ...
 
     def send_continue(self, exchange: Exchange) -> None: ...
 
@@ -97,12 +103,14 @@ class Exchange:
     __slots__ = (
         "carrier", "scope", "state", "status", "headers", "_chunks", "buffered",
         "body_complete", "_body_delivered", "disconnected", "expect_continue", "_waiter",
-        "bytes_sent", "started_at", "log_access",
+        "bytes_sent", "started_at", "log_access", "carrier_key", "expect_trailers",
     )
 
     def __init__(self, carrier: Carrier, scope: dict[str, Any], body_complete: bool,
-                 expect_continue: bool, log_access: bool) -> None:
+                 expect_continue: bool, log_access: bool, carrier_key: int = 0) -> None:
         self.carrier = carrier
+        self.carrier_key = carrier_key  # the carrier's own handle (the h2 stream id)
+        self.expect_trailers = False
         self.scope = scope
         self.state = START
         self.status = 0
@@ -186,15 +194,22 @@ class Exchange:
                 )
             self.status = status
             self.headers = message.get("headers", ())
+            if message.get("trailers") and TRAILERS_EXTENSION in self.scope["extensions"]:
+                self.expect_trailers = True
             self.state = HEAD_PENDING
             return
         if kind != "http.response.body":
+            if kind == "http.response.trailers" and state is TRAILERS_PENDING:
+                await self._send_trailers(message)
+                return
             raise ASGIMessageError(
                 f"expected 'http.response.body', got {kind!r}"
                 if state is not DONE else f"the response is complete; got {kind!r} after it"
             )
-        if state is DONE:
-            raise ASGIMessageError("the response is complete; got 'http.response.body' after it")
+        if state is DONE or state is TRAILERS_PENDING:
+            raise ASGIMessageError(
+                "the response body is complete; got 'http.response.body' after it"
+            )
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         if type(body) is not bytes:
@@ -204,25 +219,45 @@ class Exchange:
                 )
             body = bytes(body)
         if not more_body:
-            self.state = DONE
+            if self.expect_trailers:
+                # The carrier keeps the response open for the trailers.
+                more_body = True
+                self.state = TRAILERS_PENDING
+            else:
+                self.state = DONE
         if state is HEAD_PENDING:
             try:
                 self.carrier.write_head(self, self.status, self.headers, body, more_body)
             except (TypeError, ValueError) as exc:
                 self.state = HEAD_PENDING
                 raise ASGIMessageError(f"'http.response.start' field 'headers': {exc}") from None
-            if more_body:
+            if self.state is HEAD_PENDING:
                 self.state = HEAD_SENT
         else:
             self.carrier.write_body(self, body, more_body)
         self.bytes_sent += len(body)
-        if not more_body:
-            if self._waiter is not None:
-                self._wake()
-            if self.log_access:
-                self._log_access()
+        if self.state is DONE:
+            self._response_done()
         if self.carrier.write_paused:
-            await self.carrier.drain()
+            await self.carrier.drain(self)
+
+    async def _send_trailers(self, message: Message) -> None:
+        if message.get("more_trailers"):
+            raise ASGIMessageError("'http.response.trailers' field 'more_trailers' is not supported")
+        try:
+            self.carrier.write_trailers(self, message.get("headers", ()))
+        except (TypeError, ValueError) as exc:
+            raise ASGIMessageError(f"'http.response.trailers' field 'headers': {exc}") from None
+        self.state = DONE
+        self._response_done()
+        if self.carrier.write_paused:
+            await self.carrier.drain(self)
+
+    def _response_done(self) -> None:
+        if self._waiter is not None:
+            self._wake()
+        if self.log_access:
+            self._log_access()
 
     # -- running the app ----------------------------------------------------------------
 

@@ -12,14 +12,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ..fields import CONTROL_CHARACTERS_MESSAGE, lower_name
 from .engine import BodyLengthError
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Control characters other than HTAB; CR and LF are counted separately (see _join_lines).
 _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-_NAME_CACHE: dict[bytes, bytes] = {}
-_NAME_CACHE_MAX = 512
 
 CONTENT_LENGTH = b"content-length"
 TRANSFER_ENCODING = b"transfer-encoding"
@@ -47,21 +44,6 @@ def status_line(status: int) -> bytes:
         line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
         _STATUS_LINES[status] = line
     return line
-
-
-def lower_name(name: bytes) -> bytes:
-    """The lower-cased header name, after checking it is a token (RFC 9110 section 5.1)."""
-    lowered = _NAME_CACHE.get(name)
-    if lowered is not None:
-        return lowered
-    if type(name) is not bytes:
-        raise TypeError(f"header names must be bytes, got {type(name).__name__}")
-    if _TOKEN.fullmatch(name) is None:
-        raise ValueError(f"invalid header name {name!r}")
-    lowered = name.lower()
-    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
-        _NAME_CACHE[name] = lowered
-    return lowered
 
 
 class ResponseEncoder:
@@ -187,7 +169,7 @@ def _join_lines(lines: list[bytes]) -> bytes:
         or block.count(b"\r") != separators
         or _CTL.search(block) is not None
     ):
-        raise ValueError("header values may not contain CR, LF, NUL or other control characters")
+        raise ValueError(CONTROL_CHARACTERS_MESSAGE)
     return block + b"\r\n\r\n"
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import h11
 
-from .encode import CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING, lower_name
+from ..fields import lower_name
+from .encode import CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING
 from .engine import BodyLengthError, Headers, RequestError, RequestHandler
 
 

@@ -216,13 +216,16 @@ class H1Protocol(asyncio.Protocol):
         if not more_body:
             self._response_done()
 
-    async def drain(self) -> None:
+    async def drain(self, exchange: Exchange) -> None:
         if not self.write_paused:
             return
         waiter = self._drain_waiter
         if waiter is None:
             waiter = self._drain_waiter = self.loop.create_future()
         await waiter
+
+    def write_trailers(self, exchange: Exchange, headers: Iterable[Any]) -> None:
+        raise ValueError("HTTP/1.1 responses from gateway carry no trailers")
 
     def send_continue(self, exchange: Exchange) -> None:
         if not self.closing and exchange is self.current:
