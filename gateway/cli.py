@@ -27,7 +27,7 @@ EXIT_USAGE = 2
 EXIT_STARTUP_FAILED = 3
 
 _DESCRIPTION = """\
-Serve an ASGI app over HTTP/1.1 (and TLS).
+Serve an ASGI app over HTTP/1.1 and HTTP/2, with or without TLS.
 
   gateway main:app                              http://127.0.0.1:8000
   gateway --dev-tls main:app                    https with local development certificates
@@ -77,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="larger request heads get 431 (default: 32768)")
     net.add_argument("--max-body-size", type=int, default=None, metavar="BYTES",
                      help="larger request bodies get 413 (default: no limit)")
+
+    h2 = parser.add_argument_group("HTTP/2")
+    h2.add_argument("--h2c", action=argparse.BooleanOptionalAction, default=True,
+                    help="HTTP/2 without TLS, by prior knowledge, on plain listeners (default: on)")
+    h2.add_argument("--h2-max-concurrent-streams", type=int, default=100, metavar="N",
+                    help="streams a client may have open at once (default: 100)")
+    h2.add_argument("--h2-initial-window-size", type=int, default=256 * 1024, metavar="BYTES",
+                    help="request body a stream may send before the app reads it (default: 262144)")
+    h2.add_argument("--h2-max-frame-size", type=int, default=16 * 1024, metavar="BYTES",
+                    help="largest frame a client may send (default: 16384)")
+    h2.add_argument("--h2-max-header-list-size", type=int, default=64 * 1024, metavar="BYTES",
+                    help="largest request head a client may send (default: 65536)")
 
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--certfile", metavar="FILE", help="PEM certificate (chain) to serve HTTPS")
@@ -144,6 +156,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         keep_alive_timeout=args.keep_alive_timeout,
         max_head_size=args.max_head_size,
         max_body_size=args.max_body_size,
+        h2c=args.h2c,
+        h2_max_concurrent_streams=args.h2_max_concurrent_streams,
+        h2_initial_window_size=args.h2_initial_window_size,
+        h2_max_frame_size=args.h2_max_frame_size,
+        h2_max_header_list_size=args.h2_max_header_list_size,
     )
 
 

@@ -93,6 +93,12 @@ class Config:
     max_head_size: int = 32 * 1024
     max_body_size: int | None = None
 
+    h2c: bool = True
+    h2_max_concurrent_streams: int = 100
+    h2_initial_window_size: int = 256 * 1024
+    h2_max_frame_size: int = 16 * 1024
+    h2_max_header_list_size: int = 64 * 1024
+
     def __post_init__(self) -> None:
         if isinstance(self.bind, str):
             self.bind = [self.bind]
@@ -125,8 +131,12 @@ class Config:
         self.binds  # noqa: B018 - parsing is the validation
         for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout"):
             _non_negative(name, getattr(self, name))
-        for name in ("max_head_size", "backlog"):
+        for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size"):
             _positive_int(name, getattr(self, name))
+        if not 1 <= self.h2_initial_window_size <= 2**31 - 1:
+            raise ConfigError("invalid --h2-initial-window-size: it must be from 1 to 2147483647")
+        if not 2**14 <= self.h2_max_frame_size <= 2**24 - 1:
+            raise ConfigError("invalid --h2-max-frame-size: it must be from 16384 to 16777215")
         if self.max_body_size is not None:
             _positive_int("max_body_size", self.max_body_size)
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from . import __version__
+from .choice import ALPNChoice, hand_over_to_h2
 from .config import BindAddress, Config, ConfigError
 from .h1.protocol import H1Protocol, engine_class
+from .h2.protocol import H2Protocol
 from .lifespan import Lifespan
 from .loading import ASGIApp, load_app
 from .logs import configure_logging, error_logger
@@ -25,7 +27,7 @@ from .state import ServerState
 from .tls.context import create_ssl_context
 from .tls.scope import TLSInfo
 
-ALPN_PROTOCOLS = ["http/1.1"]
+ALPN_PROTOCOLS = ["h2", "http/1.1"]
 _QUIET_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError)
 
 
@@ -132,9 +134,18 @@ class Server:
         loop = asyncio.get_running_loop()
         state, engine, tls_info = self.state, self.engine, self.tls_info
 
-        def factory() -> asyncio.Protocol:
-            return H1Protocol(state, engine, tls_info)
+        def make_h2() -> H2Protocol:
+            return H2Protocol(state, tls_info)
 
+        switch = hand_over_to_h2(make_h2) if self.config.h2c and self.ssl_context is None else None
+
+        def make_h1() -> asyncio.Protocol:
+            return H1Protocol(state, engine, tls_info, switch)
+
+        def tls_factory() -> asyncio.Protocol:
+            return ALPNChoice(make_h1, make_h2)
+
+        factory = tls_factory if self.ssl_context is not None else make_h1
         for address in self.config.binds:
             try:
                 listener = await loop.create_server(
@@ -154,9 +165,12 @@ class Server:
             actual = BindAddress(address.host, port)
             self.bound.append(actual)
             scheme = "https" if self.ssl_context else "http"
+            if self.ssl_context is not None:
+                protocols = "h2, http/1.1"
+            else:
+                protocols = "http/1.1, h2c" if self.config.h2c else "http/1.1"
             error_logger.info(
-                "listening on %s://%s:%d (%s)", scheme, _display_host(actual.host), port,
-                ", ".join(ALPN_PROTOCOLS if self.ssl_context else ["http/1.1"]),
+                "listening on %s://%s:%d (%s)", scheme, _display_host(actual.host), port, protocols
             )
 
     async def _tick(self) -> None:

@@ -41,6 +41,7 @@ class ServerState:
         self.keep_alive_timeout = config.keep_alive_timeout
         self.server_line = b"server: gateway\r\n" if config.server_header else b""
         self.date_line = b""
+        self.date_value = b""
         self.shutting_down = False
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -48,7 +49,8 @@ class ServerState:
 
     def update_date(self) -> None:
         if self.config.date_header:
-            self.date_line = b"date: " + formatdate(usegmt=True).encode("ascii") + b"\r\n"
+            self.date_value = formatdate(usegmt=True).encode("ascii")
+            self.date_line = b"date: " + self.date_value + b"\r\n"
 
     def start_app(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..asgi import (
@@ -34,6 +34,8 @@ except ImportError:  # the `standard` extra is not installed
     HttptoolsEngine = None  # type: ignore[assignment,misc]
 from .h11_engine import H11Engine
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
 
 def engine_class(name: str) -> type:
     """The engine for `--http`: auto picks httptools when it is installed."""
@@ -49,8 +51,12 @@ def engine_class(name: str) -> type:
 class H1Protocol(asyncio.Protocol):
     """One HTTP/1.1 connection (plain or over TLS)."""
 
-    def __init__(self, state: ServerState, engine: type, tls_info: TLSInfo | None) -> None:
+    def __init__(self, state: ServerState, engine: type, tls_info: TLSInfo | None,
+                 switch_to_h2: Callable[[asyncio.Transport, bytes], None] | None = None) -> None:
         self.state = state
+        # Until the first bytes decide, on a plain listener with h2c: the HTTP/2 hand-over.
+        self.switch_to_h2 = switch_to_h2
+        self.sniffed = b""
         self.engine_class = engine
         self.tls_info = tls_info
         self.loop = asyncio.get_running_loop()
@@ -96,10 +102,29 @@ class H1Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.broken:
             return
+        if self.switch_to_h2 is not None:
+            data = self._sniff_preface(data)
+            if not data:
+                return
         try:
             self.engine.feed(data)
         except RequestError as exc:
             self._request_error(exc)
+
+    def _sniff_preface(self, data: bytes) -> bytes:
+        """h2c with prior knowledge (RFC 9113 section 3.3): the HTTP/2 client preface instead
+        of a request line hands the connection to HTTP/2. Returns the bytes left for HTTP/1.1."""
+        head = self.sniffed + data
+        if len(head) < len(H2_PREFACE) and H2_PREFACE.startswith(head):
+            self.sniffed = head
+            return b""
+        switch, self.switch_to_h2, self.sniffed = self.switch_to_h2, None, b""
+        if head.startswith(H2_PREFACE) and self.current is None:
+            self.state.connections.discard(self)
+            self.closing = True
+            switch(self.transport, head)  # type: ignore[misc,arg-type]
+            return b""
+        return head
 
     def eof_received(self) -> bool | None:
         return None

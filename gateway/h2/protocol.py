@@ -1,0 +1,482 @@
+"""The HTTP/2 connection: h2 (python-hyper) for the wire, one exchange per stream.
+
+Streams map onto the same `Exchange` HTTP/1.1 uses. What is HTTP/2's own lives here: the
+stream table, flow control both ways (request-body window granted as the app reads, response
+data sent as the peer's windows allow, the app's `send` waiting meanwhile), trailers, GOAWAY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+
+from ..asgi import ASGI_VERSION, TRAILERS_EXTENSION, Exchange, ResponseFramingError, split_target
+from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
+from ..logs import error_logger
+from ..state import ServerState
+from ..tls.scope import TLSInfo
+
+# RFC 9113 section 8.2.2: fields that belong to one HTTP/1.1 connection are not sent.
+_CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+_NO_BODY_STATUS = frozenset((204, 304))
+_STATUS = {status: str(status).encode() for status in range(100, 600)}
+# Connection-level window granted at once for DATA received: stream windows are what bound
+# the memory a client can make us hold, so the connection window never stalls other streams.
+_CONNECTION_ACK_THRESHOLD = 32 * 1024
+
+
+class _Stream:
+    """The wire side of one stream's response."""
+
+    __slots__ = ("exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "closed")
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.pending: bytes | None = None  # data waiting for flow-control window
+        self.pending_end = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.remaining: int | None = None  # declared Content-Length still to send
+        self.no_body = False
+        self.closed = False
+
+
+class H2Protocol(asyncio.Protocol):
+    """One HTTP/2 connection, over TLS (ALPN h2) or plain (h2c)."""
+
+    # The exchange always asks `drain` after a write: a stream may be out of window even when
+    # the socket is not, and `drain` returns at once when neither holds it back.
+    write_paused = True
+
+    def __init__(self, state: ServerState, tls_info: TLSInfo | None) -> None:
+        self.state = state
+        self.tls_info = tls_info
+        self.loop = asyncio.get_running_loop()
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=True
+        )
+        self.conn = h2.connection.H2Connection(config=config)
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, _Stream] = {}
+        self.closing = False
+        self.goaway_sent = False
+        self.socket_paused = False
+        self.connection_unacked = 0
+        self.idle_since: float | None = None
+        self.base_scope: dict[str, Any] = {}
+
+    # -- asyncio callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport, preamble: bytes = b"") -> None:
+        self.transport = transport  # type: ignore[assignment]
+        state = self.state
+        ssl_object = transport.get_extra_info("ssl_object")
+        extensions: dict[str, Any] = {TRAILERS_EXTENSION: {}}
+        if ssl_object is not None and self.tls_info is not None:
+            extensions["tls"] = self.tls_info.extension(ssl_object)
+        self.base_scope = {
+            "server": _address(transport.get_extra_info("sockname")),
+            "client": _address(transport.get_extra_info("peername")),
+            "scheme": "https" if ssl_object is not None else "http",
+            "extensions": extensions,
+        }
+        config = state.config
+        self.conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
+            },
+        )
+        self.conn.initiate_connection()
+        state.connections.add(self)
+        self.idle_since = self.loop.time()
+        self._flush()
+        if preamble:
+            self.data_received(preamble)
+        if state.shutting_down:
+            self.shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            error_logger.debug("HTTP/2 protocol error from %s: %s", _client_text(self), exc)
+            self._flush()
+            self._close()
+            return
+        for event in events:
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event)
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.state.connections.discard(self)
+        for stream in self.streams.values():
+            stream.exchange.feed_disconnect()
+            _wake(stream)
+        self.streams.clear()
+
+    def pause_writing(self) -> None:
+        self.socket_paused = True
+
+    def resume_writing(self) -> None:
+        self.socket_paused = False
+        for stream in self.streams.values():
+            if stream.pending is None:
+                _wake(stream)
+
+    # -- h2 events ----------------------------------------------------------------------
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.goaway_sent:
+            self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        method = path = authority = b""
+        scheme = None
+        headers = []
+        for name, value in event.headers:
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":scheme":
+                    scheme = value
+            else:
+                headers.append((name, value))
+        if authority and not any(name == b"host" for name, _ in headers):
+            headers.insert(0, (b"host", authority))
+        state = self.state
+        base = self.base_scope
+        path_text, raw_path, query = split_target(path, state.root_path)
+        scope = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": "2",
+            "server": base["server"],
+            "client": base["client"],
+            "scheme": scheme.decode("ascii") if scheme else base["scheme"],
+            "method": method.decode("ascii"),
+            "root_path": state.root_path,
+            "path": path_text,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": state.lifespan_state.copy(),
+            "extensions": base["extensions"],
+        }
+        ended = event.stream_ended is not None
+        exchange = Exchange(self, scope, ended, False, state.log_access, stream_id)
+        stream = _Stream(exchange)
+        stream.no_body = method == b"HEAD"
+        self.streams[stream_id] = stream
+        self.idle_since = None
+        state.start_app(exchange.run(state.app))
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        flow = event.flow_controlled_length
+        self.connection_unacked += flow
+        if self.connection_unacked >= _CONNECTION_ACK_THRESHOLD:
+            self.conn.increment_flow_control_window(self.connection_unacked)
+            self.connection_unacked = 0
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        data = event.data
+        padding = flow - len(data)
+        if padding:
+            self._grant(event.stream_id, padding)
+        stream.exchange.feed_body(data)
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.exchange.feed_end()
+
+    def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
+        self._drop_stream(event.stream_id)
+
+    def _drop_stream(self, stream_id: int) -> None:
+        """The client reset the stream, or it is gone: its app sees a disconnect."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            stream.closed = True
+            stream.exchange.feed_disconnect()
+            _wake(stream)
+            self._check_idle()
+
+    def _on_window_updated(self, event: h2.events.WindowUpdated | h2.events.RemoteSettingsChanged) -> None:
+        for stream_id, stream in list(self.streams.items()):
+            if stream.pending is not None:
+                data, stream.pending = stream.pending, None
+                self._send_data(stream_id, stream, data, stream.pending_end)
+                if stream.pending is None and not self.socket_paused:
+                    _wake(stream)
+
+    def _on_connection_terminated(self, event: h2.events.ConnectionTerminated) -> None:
+        error_logger.debug("GOAWAY from %s (error code %s)", _client_text(self), event.error_code)
+        self.goaway_sent = True
+        if event.error_code or not self.streams:
+            self._close()
+
+    # -- the exchange's carrier calls ----------------------------------------------------
+
+    def write_head(self, exchange: Exchange, status: int, headers: Iterable[Any], body: bytes,
+                   more_body: bool) -> None:
+        stream_id = exchange.carrier_key
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.closed or self.closing:
+            return
+        state = self.state
+        out = [(b":status", _STATUS[status])]
+        if state.server_line:
+            out.append((b"server", b"gateway"))
+        if state.date_value:
+            out.append((b"date", state.date_value))
+        for name, value in headers:
+            lname = lower_name(name)
+            if type(value) is not bytes:
+                raise TypeError(f"header {name!r}: values must be bytes, got {type(value).__name__}")
+            if lname in _CONNECTION_SPECIFIC:
+                continue
+            if has_control_characters(value):
+                raise ValueError(CONTROL_CHARACTERS_MESSAGE)
+            if lname == b"content-length":
+                if not value.isdigit():
+                    raise ValueError(f"invalid Content-Length {value!r}")
+                stream.remaining = int(value)
+            elif lname == b"server" or lname == b"date":
+                out = [item for item in out if item[0] != lname]
+            out.append((lname, value))
+        if status in _NO_BODY_STATUS:
+            stream.no_body = True
+        elif not more_body and stream.remaining is None and not stream.no_body:
+            out.append((b"content-length", str(len(body)).encode()))
+            stream.remaining = len(body)
+        end = not more_body and (stream.no_body or not body)
+        self.conn.send_headers(stream_id, out, end_stream=end)
+        if end:
+            self._response_sent(stream_id, stream)
+        else:
+            self._write(stream_id, stream, body, more_body)
+        self._flush()
+
+    def write_body(self, exchange: Exchange, body: bytes, more_body: bool) -> None:
+        stream_id = exchange.carrier_key
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.closed or self.closing:
+            return
+        self._write(stream_id, stream, body, more_body)
+        self._flush()
+
+    def write_trailers(self, exchange: Exchange, headers: Iterable[Any]) -> None:
+        stream_id = exchange.carrier_key
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.closed or self.closing:
+            return
+        out = []
+        for name, value in headers:
+            lname = lower_name(name)
+            if type(value) is not bytes or has_control_characters(value):
+                raise ValueError(f"invalid trailer value for {name!r}")
+            out.append((lname, value))
+        self.conn.send_headers(stream_id, out, end_stream=True)
+        self._response_sent(stream_id, stream)
+        self._flush()
+
+    async def drain(self, exchange: Exchange) -> None:
+        stream = self.streams.get(exchange.carrier_key)
+        if stream is None or (stream.pending is None and not self.socket_paused):
+            return
+        waiter = stream.waiter
+        if waiter is None:
+            waiter = stream.waiter = self.loop.create_future()
+        await waiter
+
+    def send_continue(self, exchange: Exchange) -> None:
+        """HTTP/2 clients do not wait for 100 (Continue) before sending a body."""
+
+    def body_consumed(self, exchange: Exchange, nbytes: int) -> None:
+        stream = self.streams.get(exchange.carrier_key)
+        if stream is not None and not exchange.body_complete and not self.closing:
+            self._grant(exchange.carrier_key, nbytes)
+            self._flush()
+
+    def abort(self, exchange: Exchange) -> None:
+        stream_id = exchange.carrier_key
+        stream = self.streams.pop(stream_id, None)
+        exchange.feed_disconnect()
+        if stream is not None and not self.closing:
+            stream.closed = True
+            _wake(stream)
+            try:
+                self.conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+            except h2.exceptions.StreamClosedError:
+                pass
+            self._flush()
+            self._check_idle()
+
+    # -- connection management ----------------------------------------------------------
+
+    def refuse(self, error_code: ErrorCodes, reason: str) -> None:
+        """End the connection at once with GOAWAY, e.g. for RFC 9113 section 9.2."""
+        error_logger.debug("refusing HTTP/2 from %s: %s", _client_text(self), reason)
+        self.goaway_sent = True
+        self.conn.close_connection(error_code)
+        self._flush()
+        self._close()
+
+    def shutdown(self) -> None:
+        """Graceful: GOAWAY with the last stream we will serve; close once those are done."""
+        if self.closing:
+            return
+        if not self.goaway_sent:
+            self.goaway_sent = True
+            self.conn.close_connection(last_stream_id=self.conn.highest_inbound_stream_id)
+            self._flush()
+        if not self.streams:
+            self._close()
+
+    def close_if_idle_since(self, deadline: float) -> None:
+        if self.idle_since is not None and self.idle_since < deadline:
+            self.shutdown()
+
+    def force_close(self) -> None:
+        if self.transport is not None:
+            self.closing = True
+            self.transport.abort()
+
+    # -- sending -------------------------------------------------------------------------
+
+    def _write(self, stream_id: int, stream: _Stream, body: bytes, more_body: bool) -> None:
+        if stream.no_body:
+            if not more_body:
+                self.conn.end_stream(stream_id)
+                self._response_sent(stream_id, stream)
+            return
+        if stream.remaining is not None:
+            stream.remaining -= len(body)
+            if stream.remaining < 0 or (not more_body and stream.remaining):
+                self.abort(stream.exchange)
+                raise ResponseFramingError(
+                    "response body does not match its Content-Length"
+                )
+        if stream.pending is not None:
+            stream.pending += body
+            stream.pending_end = not more_body
+            return
+        self._send_data(stream_id, stream, body, not more_body)
+
+    def _send_data(self, stream_id: int, stream: _Stream, data: bytes, end: bool) -> None:
+        """Send what the windows allow now; keep the rest until a WINDOW_UPDATE."""
+        conn = self.conn
+        try:
+            while data:
+                size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+                if size <= 0:
+                    stream.pending = data
+                    stream.pending_end = end
+                    return
+                if size >= len(data):
+                    conn.send_data(stream_id, data, end_stream=end)
+                    if end:
+                        self._response_sent(stream_id, stream)
+                    return
+                conn.send_data(stream_id, data[:size])
+                data = data[size:]
+            if end:
+                conn.end_stream(stream_id)
+                self._response_sent(stream_id, stream)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self._drop_stream(stream_id)
+
+    def _response_sent(self, stream_id: int, stream: _Stream) -> None:
+        stream.closed = True
+        if stream.exchange.body_complete:
+            self._forget(stream_id)
+        else:
+            # RFC 9113 section 8.1: the response is complete, the rest of the body is not needed.
+            try:
+                self.conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+            except h2.exceptions.StreamClosedError:
+                pass
+            stream.exchange.feed_end()
+            self._forget(stream_id)
+
+    def _forget(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            _wake(stream)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.streams:
+            self.idle_since = self.loop.time()
+            if self.goaway_sent:
+                self._flush()
+                self._close()
+
+    def _grant(self, stream_id: int, nbytes: int) -> None:
+        try:
+            self.conn.increment_flow_control_window(nbytes, stream_id=stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self.closing:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        if not self.closing and self.transport is not None:
+            self.closing = True
+            self.transport.close()
+
+
+def _wake(stream: _Stream) -> None:
+    waiter = stream.waiter
+    if waiter is not None:
+        stream.waiter = None
+        if not waiter.done():
+            waiter.set_result(None)
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
+
+def _client_text(protocol: H2Protocol) -> str:
+    client = protocol.base_scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+_HANDLERS: dict[type, Any] = {
+    h2.events.RequestReceived: H2Protocol._on_request,
+    h2.events.DataReceived: H2Protocol._on_data,
+    h2.events.StreamEnded: H2Protocol._on_stream_ended,
+    h2.events.StreamReset: H2Protocol._on_stream_reset,
+    h2.events.WindowUpdated: H2Protocol._on_window_updated,
+    h2.events.RemoteSettingsChanged: H2Protocol._on_window_updated,
+    h2.events.ConnectionTerminated: H2Protocol._on_connection_terminated,
+}
