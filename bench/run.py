@@ -7,8 +7,14 @@ are interleaved (round 1: every server, round 2: every server, ...) so that a
 slow drift of the machine (thermal, noisy neighbours) spreads over all servers
 instead of penalising whichever ran last; the report gives the median.
 
+HTTP/1.1 rows are measured with wrk, HTTP/2 rows (h2 over TLS, h2c by prior
+knowledge) with h2load, in batches of fresh connections: servers close an h2
+connection after some number of requests (hypercorn after 1,000) and h2load
+does not reconnect, so one long h2load run would measure that cap instead.
+
 Usage:  python bench/run.py [--duration 10] [--rounds 3] [--connections 64]
-                            [--servers gateway,uvicorn] [--scenarios h1,h1-tls]
+                            [--h2-connections 32] [--h2-streams 32]
+                            [--servers gateway,uvicorn] [--scenarios h1,h1-tls,h2-tls,h2c]
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class LoadSpec:
     tls: bool
     duration: float
     connections: int
+    streams: int = 1                   # h2: concurrent streams per connection (h2load -m)
+    requests_per_connection: int = 0   # h2: at most this many per connection per h2load batch
 
 
 @dataclass(frozen=True)
@@ -83,12 +91,14 @@ LoadFn = Callable[[LoadSpec], LoadResult]
 
 @dataclass(frozen=True)
 class Scenario:
-    """A kind of traffic. New scenarios (h2, h2c, WebSocket) are one list entry each."""
+    """A kind of traffic. New scenarios (WebSocket, ...) are one list entry each."""
 
     key: str
     name: str
     tls: bool
     load: LoadFn
+    http2: bool = False   # servers read this to switch their HTTP/2 support on
+    tool: str = "wrk"     # the load generator it needs on PATH
 
 
 @dataclass(frozen=True)
@@ -144,8 +154,11 @@ def gateway_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str
 
 
 def uvicorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
+    # HTTP/2 is experimental in uvicorn and only with the zttp protocol (pip install zttp):
+    # `--http zttp --http2` serves h2 by ALPN, h2c by prior knowledge, and HTTP/1.1.
+    http = ["--http", "zttp", "--http2"] if scenario.http2 else ["--http", "httptools"]
     cmd = [venv_exe("uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port),
-           "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
+           *http, "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
     if tls:
         cmd += ["--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key)]
     return cmd
@@ -153,6 +166,8 @@ def uvicorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str
 
 def hypercorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
     # No --access-logfile means no access log; --log-level keeps the error log quiet.
+    # h2 by ALPN and h2c by prior knowledge are on by default; it closes a connection
+    # after 1,000 requests (keep_alive_max_requests), h2 streams included.
     cmd = [venv_exe("hypercorn"), APP, "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
     if tls:
         cmd += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
@@ -162,6 +177,10 @@ def hypercorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[s
 def granian_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
     cmd = [venv_exe("granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--no-access-log", "--log-level", "warning"]
+    if scenario.http2:
+        # auto (the default, spelled out): h2 by ALPN or h2c preface, else HTTP/1.1.
+        # `--http 2` would refuse the HTTP/1.1 readiness probe.
+        cmd += ["--http", "auto"]
     if tls:
         # granian reads only PKCS#8 keys; make_tls_files writes the key that way for everyone.
         cmd += ["--ssl-certificate", str(tls.cert), "--ssl-keyfile", str(tls.key)]
@@ -175,6 +194,13 @@ def gunicorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[st
     cmd = [venv_exe("gunicorn"), "-k", "asgi", "-w", "1", "-b", f"127.0.0.1:{port}",
            "--http-parser", "fast", "--asgi-loop", "uvloop", "--log-level", "warning",
            "--no-control-socket"]
+    if scenario.http2:
+        # HTTP/2 in gunicorn is beta. h2c needs its own flag and is only offered to peers in
+        # --forwarded-allow-ips (default 127.0.0.1). "both" rather than "prior-knowledge":
+        # prior knowledge alone answers the HTTP/1.1 readiness probe with 400.
+        cmd += ["--http-protocols", "h2,h1"]
+        if not tls:
+            cmd += ["--http2-cleartext", "both"]
     if tls:
         cmd += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
     return [*cmd, APP]
@@ -309,12 +335,105 @@ def parse_wrk(text: str) -> LoadResult:
     return LoadResult(float(rps.group(1)), errors, "; ".join(details))
 
 
+# The first h2load batch of a measurement is this many requests per connection (or
+# fewer, under --h2-requests-per-connection); later batches are sized from the rate
+# seen so far to end near the deadline, but never below this floor.
+H2_MIN_PER_CONNECTION = 64
+H2_BATCH_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class H2Batch:
+    """One h2load run: requests that succeeded, h2load's own elapsed time, and problems."""
+
+    succeeded: int
+    seconds: float
+    errors: int = 0
+    error_detail: str = ""
+
+
+def h2load_load(spec: LoadSpec) -> LoadResult:
+    """HTTP/2 load with h2load, one thread, in batches of fresh connections.
+
+    Every batch opens ``spec.connections`` new connections and sends at most
+    ``spec.requests_per_connection`` requests on each, ``spec.streams`` at a time,
+    so no connection reaches a server's requests-per-connection cap (h2load would
+    not reconnect, and the figure would measure the cap). Batches repeat until
+    ``spec.duration`` has passed; the result is the sum of succeeded requests over
+    the sum of h2load's own elapsed times (which include each batch's connection
+    setup and TLS handshakes, but not the process start between batches). The
+    first batch with any failure or a protocol other than h2 ends the measurement.
+    """
+    conns = spec.connections
+    cap = max(1, spec.requests_per_connection)
+    per_conn = min(cap, H2_MIN_PER_CONNECTION)
+    succeeded, seconds, batches = 0, 0.0, 0
+    deadline = time.monotonic() + spec.duration
+    while True:
+        cmd = ["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{conns}", f"-m{spec.streams}",
+               f"-n{conns * per_conn}", base_url(spec)]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=H2_BATCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return LoadResult(0.0, 1, f"h2load batch {batches + 1} took over "
+                                      f"{H2_BATCH_TIMEOUT:.0f}s")
+        batch = parse_h2load(out.stdout, spec.tls)
+        if out.returncode != 0 and not batch.errors:
+            batch = H2Batch(batch.succeeded, batch.seconds, 1,
+                            f"h2load exited {out.returncode}: {out.stderr.strip()[:200]}")
+        batches += 1
+        succeeded += batch.succeeded
+        seconds += batch.seconds
+        rps = succeeded / seconds if seconds > 0 else 0.0
+        if batch.errors:
+            return LoadResult(rps, batch.errors, f"batch {batches}: {batch.error_detail}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return LoadResult(rps)
+        # Size the next batch to end near the deadline, within [floor, cap] per connection.
+        rate = batch.succeeded / batch.seconds if batch.seconds > 0 else 0.0
+        wanted = int(rate * remaining / conns) if rate else cap
+        per_conn = max(min(cap, H2_MIN_PER_CONNECTION), min(cap, wanted))
+
+
+def parse_h2load(text: str, tls: bool) -> H2Batch:
+    """Succeeded requests and elapsed time of one h2load run; failures and protocol checked.
+
+    The errors counted are h2load's failed requests (which include the errored and
+    timed-out ones, and non-2xx/3xx answers), or the shortfall of succeeded against
+    the total asked for if larger (requests never sent); plus one if the negotiated
+    protocol was not HTTP/2 (``h2`` by ALPN, ``h2c`` by prior knowledge in clear text).
+    """
+    want = "h2" if tls else "h2c"
+    proto = re.search(r"^Application protocol: (\S+)", text, re.MULTILINE)
+    finished = re.search(r"^finished in ([\d.]+)(us|ms|s),", text, re.MULTILINE)
+    reqs = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                     r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.MULTILINE)
+    if not finished or not reqs:
+        last = text.strip().splitlines()[-1:] or ["no output"]
+        return H2Batch(0, 0.0, 1, f"no result in h2load output ({last[0][:120]})")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[finished.group(2)]
+    seconds = float(finished.group(1)) * scale
+    total, _started, _done, ok, failed, errored, timeout = (int(g) for g in reqs.groups())
+    # h2load counts errored (no response) and timeout within failed; don't add them twice.
+    errors = max(failed, errored + timeout, total - ok)
+    details = [reqs.group(0)] if errors else []
+    status = re.search(r"^status codes: .*$", text, re.MULTILINE)
+    if errors and status:
+        details.append(status.group(0))
+    if not proto or proto.group(1) != want:
+        errors += 1
+        got = proto.group(1) if proto else "none"
+        details.insert(0, f"protocol {got}, not {want}")
+    return H2Batch(ok, seconds, errors, "; ".join(details))
+
+
 SCENARIOS = [
     Scenario("h1", "HTTP/1.1 plain", tls=False, load=wrk_load),
     Scenario("h1-tls", "HTTP/1.1 TLS", tls=True, load=wrk_load),
-    # Later: Scenario("h2-tls", "h2 TLS", True, h2load_load),
-    #        Scenario("h2c", "h2c", False, h2load_load),
-    #        Scenario("ws", "WebSocket echo", False, ws_echo_load),
+    Scenario("h2-tls", "h2 TLS", tls=True, load=h2load_load, http2=True, tool="h2load"),
+    Scenario("h2c", "h2c", tls=False, load=h2load_load, http2=True, tool="h2load"),
+    # Later: Scenario("ws", "WebSocket echo", False, ws_echo_load),
 ]
 
 
@@ -340,9 +459,10 @@ def make_tls_files(directory: Path) -> TlsFiles:
     return files
 
 
-def check_tools() -> list[str]:
+def check_tools(scenarios: Sequence[Scenario]) -> list[str]:
     """What is missing for a run; setup.sh installs all of it."""
-    missing = [tool for tool in ("taskset", "wrk") if not shutil.which(tool)]
+    tools = dict.fromkeys(["taskset", *(sc.tool for sc in scenarios)])
+    missing = [tool for tool in tools if not shutil.which(tool)]
     if not (VENV_BIN / "python").exists():
         missing.append(f"{VENV_BIN / 'python'} (run bench/setup.sh)")
     if (os.cpu_count() or 1) < 2:
@@ -351,6 +471,14 @@ def check_tools() -> list[str]:
 
 
 # -------------------------------------------------------------------------- run
+
+
+def load_spec(scenario: Scenario, port: int, duration: float,
+              args: argparse.Namespace) -> LoadSpec:
+    if scenario.http2:
+        return LoadSpec(port, scenario.tls, duration, args.h2_connections, args.h2_streams,
+                        args.h2_requests_per_connection)
+    return LoadSpec(port, scenario.tls, duration, args.connections)
 
 
 def run_one(server: Server, scenario: Scenario, tls: TlsFiles | None, args: argparse.Namespace,
@@ -364,10 +492,9 @@ def run_one(server: Server, scenario: Scenario, tls: TlsFiles | None, args: argp
         raise StartError(str(exc)) from exc
     try:
         wait_ready(running, port, tls)
-        spec = LoadSpec(port, scenario.tls, args.warmup, args.connections)
         if args.warmup > 0:
-            scenario.load(spec)
-        result = scenario.load(LoadSpec(port, scenario.tls, args.duration, args.connections))
+            scenario.load(load_spec(scenario, port, args.warmup, args))
+        result = scenario.load(load_spec(scenario, port, args.duration, args))
         if running.proc.poll() is not None:
             raise StartError(f"died during the run:\n{running.log_tail()}")
         return result
@@ -460,7 +587,29 @@ def wrk_version() -> str:
     return match.group(1) if match else "?"
 
 
-def header(servers: Sequence[Server], args: argparse.Namespace) -> list[str]:
+def h2load_version() -> str:
+    try:
+        out = subprocess.run(["h2load", "--version"], capture_output=True, text=True)
+    except OSError:
+        return "?"
+    match = re.search(r"nghttp2/(\S+)", out.stdout + out.stderr)
+    return match.group(1) if match else "?"
+
+
+def load_line(scenarios: Sequence[Scenario], args: argparse.Namespace) -> str:
+    tools = []
+    if any(sc.tool == "wrk" for sc in scenarios):
+        tools.append(f"wrk {wrk_version()} -t1 -c{args.connections} (HTTP/1.1)")
+    if any(sc.tool == "h2load" for sc in scenarios):
+        tools.append(f"h2load {h2load_version()} -t1 -c{args.h2_connections} -m{args.h2_streams} "
+                     f"in batches of fresh connections, at most "
+                     f"{args.h2_requests_per_connection} requests each (HTTP/2)")
+    return (f"Load: {'; '.join(tools)}; {args.duration:g}s per measurement after "
+            f"{args.warmup:g}s warm-up, {args.rounds} interleaved round(s), median reported.")
+
+
+def header(servers: Sequence[Server], scenarios: Sequence[Scenario],
+           args: argparse.Namespace) -> list[str]:
     vers = versions(servers)
     if "gateway" in vers:
         vers["gateway"] += f" ({git_revision()})"
@@ -469,11 +618,10 @@ def header(servers: Sequence[Server], args: argparse.Namespace) -> list[str]:
         f"# ASGI server benchmark, {now}",
         "",
         f"Machine: {cpu_model()}, nproc {os.cpu_count()}; Python {venv_python_version()}; "
-        f"server on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}.",
+        f"server on CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU}.",
         "Servers: " + ", ".join(f"{name} {v}" for name, v in vers.items()) + "."
         + (f" gateway extra flags: `{shlex.join(GATEWAY_EXTRA)}`." if GATEWAY_EXTRA else ""),
-        f"Load: wrk {wrk_version()} -t1 -c{args.connections}, {args.duration:g}s per measurement "
-        f"after {args.warmup:g}s warm-up, {args.rounds} interleaved round(s), median reported.",
+        load_line(scenarios, args),
         "",
     ]
 
@@ -537,13 +685,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of discarded load")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=64, help="HTTP/1.1: wrk -c")
+    parser.add_argument("--h2-connections", type=int, default=32,
+                        help="HTTP/2: connections per h2load batch (h2load -c)")
+    parser.add_argument("--h2-streams", type=int, default=32,
+                        help="HTTP/2: concurrent streams per connection (h2load -m)")
+    parser.add_argument("--h2-requests-per-connection", type=int, default=500,
+                        help="HTTP/2: requests per connection per batch; keep it under every "
+                             "server's per-connection cap (hypercorn: 1,000)")
     parser.add_argument("--servers", help="comma list: " + ",".join(s.name for s in SERVERS))
     parser.add_argument("--scenarios", help="comma list: " + ",".join(s.key for s in SCENARIOS))
     parser.add_argument("--gateway-args", default="",
                         help='extra gateway flags, e.g. "--http h11" or "--loop uvloop"')
     parser.add_argument("--output", type=Path, default=RESULTS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("connections", "h2_connections", "h2_streams", "h2_requests_per_connection",
+                 "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -551,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     GATEWAY_EXTRA[:] = shlex.split(args.gateway_args)
     servers = pick(args.servers, SERVERS, "name", "server")
     scenarios = pick(args.scenarios, SCENARIOS, "key", "scenario")
-    missing = check_tools()
+    missing = check_tools(scenarios)
     if missing:
         print("missing: " + "; ".join(missing), file=sys.stderr)
         return 2
@@ -560,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         tls = make_tls_files(Path(tmp))
         cells = run_all(servers, scenarios, tls, args, log_dir)
-    report = "\n".join([*header(servers, args), *table(servers, scenarios, cells)]) + "\n"
+    report = "\n".join([*header(servers, scenarios, args), *table(servers, scenarios, cells)]) + "\n"
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)

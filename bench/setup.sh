@@ -15,8 +15,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 "$venv/bin/python" -m pip install --quiet --upgrade pip
+# zttp: uvicorn's experimental HTTP/2 (`--http zttp --http2`) for the h2 rows.
 "$venv/bin/python" -m pip install --quiet --upgrade \
-    'uvicorn[standard]' hypercorn granian 'gunicorn[fast,http2]>=25' trustme
+    'uvicorn[standard]' zttp hypercorn granian 'gunicorn[fast,http2]>=25' trustme
 
 # The gateway itself, editable, so the benchmark always runs the work tree.
 if [ -f "$root/pyproject.toml" ]; then

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trustme
+from support import ENGINES
 
 from gateway.config import Config
 from gateway.server import Server, loop_factory
@@ -219,3 +220,9 @@ def run_cli(*args: str, cwd: Path, timeout: float = 30.0) -> subprocess.Complete
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
+
+
+@pytest.fixture(params=ENGINES)
+def http(request: pytest.FixtureRequest) -> str:
+    """The HTTP/1.1 engine to serve with (`serve(app, http=http)`): one run per engine."""
+    return request.param

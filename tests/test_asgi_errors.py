@@ -8,10 +8,11 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
+from support import ENGINES, read_until_closed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -54,17 +55,11 @@ def wait_until(condition: Callable[[], object], timeout: float = 3.0) -> None:
         time.sleep(0.01)
 
 
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection (a reset counts as closed)."""
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
+def get_until_closed(port: int, target: bytes) -> bytes:
+    """A raw GET of `target` on a new connection: everything the server sends until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET %b HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+        return read_until_closed(sock)
 
 
 def start(status=200, headers=None):
@@ -114,9 +109,7 @@ async def raise_after_body_started(scope, receive, send):
 
 def test_exception_while_streaming_closes_the_connection(serve, error_log):
     with serve(raise_after_body_started) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = read_until_closed(sock)
+        data = get_until_closed(server.port, b"/stream")
         with pytest.raises(httpx.RemoteProtocolError), \
                 httpx.stream("GET", server.url + "/stream", timeout=5) as response:
             assert response.status_code == 200
@@ -140,9 +133,7 @@ async def raise_short_of_content_length(scope, receive, send):
 
 def test_exception_after_start_with_content_length_leaves_body_short(serve, error_log):
     with serve(raise_short_of_content_length) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = read_until_closed(sock)
+        data = get_until_closed(server.port, b"/")
         wait_until(error_log.tracebacks)
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
@@ -171,9 +162,7 @@ async def return_mid_stream(scope, receive, send):
 
 def test_app_returning_before_finishing_the_body_closes_the_connection(serve, error_log):
     with serve(return_mid_stream) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = read_until_closed(sock)
+        data = get_until_closed(server.port, b"/half")
         with pytest.raises(httpx.RemoteProtocolError), \
                 httpx.stream("GET", server.url + "/half", timeout=5) as response:
             response.read()
@@ -216,7 +205,7 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("engine", ["h11", "httptools"])
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_malformed_message_raises_error_naming_message_and_field(serve, error_log, engine, case):
     messages, words = MALFORMED[case]
@@ -273,67 +262,68 @@ def test_body_after_the_response_is_complete_raises(serve, error_log):
 # -- disconnects ------------------------------------------------------------------------------
 
 
-def test_send_after_client_disconnect_raises_oserror(serve, error_log):
-    outcome: list[object] = []
-    done = threading.Event()
+class Watched:
+    """An app for `http` scopes that runs `handler(receive, send, outcome)`; whatever the handler
+    raises is appended to `outcome` (and raised on), and `done` is set when it has finished."""
 
-    async def app(scope, receive, send):
+    def __init__(self, handler: Callable[..., Awaitable[None]]) -> None:
+        self.handler = handler
+        self.outcome: list[object] = []
+        self.done = threading.Event()
+
+    async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
         try:
-            assert (await receive())["type"] == "http.request"
-            message = await asyncio.wait_for(receive(), 5)
-            outcome.append(message["type"])
-            await send(start())
-            outcome.append("send returned")
+            await self.handler(receive, send, self.outcome)
         except BaseException as exc:
-            outcome.append(exc)
+            self.outcome.append(exc)
             raise
         finally:
-            done.set()
+            self.done.set()
 
+
+def test_send_after_client_disconnect_raises_oserror(serve, error_log):
+    async def handler(receive, send, outcome):
+        assert (await receive())["type"] == "http.request"
+        message = await asyncio.wait_for(receive(), 5)
+        outcome.append(message["type"])
+        await send(start())
+        outcome.append("send returned")
+
+    app = Watched(handler)
     with serve(app) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
             time.sleep(0.1)
-        assert done.wait(5)
+        assert app.done.wait(5)
         time.sleep(0.1)
-    assert outcome[0] == "http.disconnect"
-    assert isinstance(outcome[1], OSError), outcome
+    assert app.outcome[0] == "http.disconnect"
+    assert isinstance(app.outcome[1], OSError), app.outcome
     # the client's own doing: no traceback, no error line
     assert error_log.errors() == []
 
 
 def test_streaming_to_a_client_that_leaves_gets_oserror(serve, error_log):
-    outcome: list[object] = []
-    done = threading.Event()
+    async def handler(receive, send, outcome):
+        await send(start())
+        deadline = asyncio.get_running_loop().time() + 10
+        while asyncio.get_running_loop().time() < deadline:
+            await send(body(b"x" * 65536, more_body=True))
+            await asyncio.sleep(0)
+        outcome.append("never stopped")
 
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        try:
-            await send(start())
-            deadline = asyncio.get_running_loop().time() + 10
-            while asyncio.get_running_loop().time() < deadline:
-                await send(body(b"x" * 65536, more_body=True))
-                await asyncio.sleep(0)
-            outcome.append("never stopped")
-        except BaseException as exc:
-            outcome.append(exc)
-            raise
-        finally:
-            done.set()
-
+    app = Watched(handler)
     with serve(app) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"GET /firehose HTTP/1.1\r\nHost: x\r\n\r\n")
             assert sock.recv(1024).startswith(b"HTTP/1.1 200 ")
-        assert done.wait(8)
-    assert isinstance(outcome[0], OSError), outcome
+        assert app.done.wait(8)
+    assert isinstance(app.outcome[0], OSError), app.outcome
     assert error_log.errors() == []
 
 
-@pytest.mark.parametrize("engine", ["h11", "httptools"])
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("read_body_first", [True, False], ids=["body-read", "body-unread"])
 def test_receive_after_the_response_returns_disconnect(serve, read_body_first, engine):
     """ASGI spec, http.disconnect: 'Sent to the application if receive is called after a

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
+from support import ENGINES, ipv6_loopback, read_response
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -53,28 +54,6 @@ class Recorder:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-def read_response(sock: socket.socket) -> bytes:
-    """One response with a Content-Length body, read off a blocking socket."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed before a complete head: {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
-
-
 def raw_request(port: int, request: bytes, context: ssl.SSLContext | None = None
                 ) -> tuple[bytes, tuple[str, int]]:
     """Send `request` on a new connection; return the response and the client's address."""
@@ -86,7 +65,7 @@ def raw_request(port: int, request: bytes, context: ssl.SSLContext | None = None
     return response, local
 
 
-@pytest.mark.parametrize("engine", ["h11", "httptools"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_scope_has_exactly_the_spec_keys_and_values(serve, engine):
     app = Recorder()
     with serve(app, http=engine) as server:
@@ -309,16 +288,7 @@ def test_factory_builds_the_app(serve):
     assert calls == ["made"]
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
 def test_client_and_server_on_ipv6(serve):
     app = Recorder()
     with serve(app, bind=["[::1]:0"]) as server:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import socket
@@ -16,6 +15,7 @@ import httpx
 import pytest
 from conftest import run_cli
 from cryptography.hazmat.primitives import serialization
+from support import assert_port_free, free_port
 
 import gateway
 
@@ -55,20 +55,6 @@ raise RuntimeError("settings file not found")
 """
 
 PASSWORD = "correct horse battery staple"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def assert_port_free(port: int) -> None:
-    with socket.socket() as probe:
-        probe.settimeout(2)
-        assert probe.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import GatewayProcess
+from support import ipv6_loopback, read_response, read_until_closed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -88,34 +92,6 @@ def wait_for_event(project: Path, event: str, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def read_response(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    match = re.search(rb"(?i)content-length: *(\d+)", head)
-    length = int(match.group(1)) if match else 0
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk
-        body += chunk
-    return head + b"\r\n\r\n" + body
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
-
-
 def refused(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1)
@@ -183,13 +159,22 @@ def test_after_signal_idle_connections_close_and_new_ones_are_refused(project, g
     assert process.process.wait(timeout=10) == 0
 
 
-def test_graceful_timeout_closes_requests_that_never_finish(project, gateway_cli):
-    process = gateway_cli("--graceful-timeout", "1", "-b", "127.0.0.1:0", "lifecycle_app:app",
-                          cwd=project)
+@contextlib.contextmanager
+def request_that_never_finishes(project: Path, gateway_cli, graceful_timeout: str
+                                ) -> Iterator[tuple[GatewayProcess, socket.socket]]:
+    """A gateway started with `--graceful-timeout`, and a connection whose request (/forever)
+    the app is busy with: the process and the socket."""
+    process = gateway_cli("--graceful-timeout", graceful_timeout, "-b", "127.0.0.1:0",
+                          "lifecycle_app:app", cwd=project)
     port = process.wait_listening()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
         wait_for_event(project, "forever start")
+        yield process, sock
+
+
+def test_graceful_timeout_closes_requests_that_never_finish(project, gateway_cli):
+    with request_that_never_finishes(project, gateway_cli, "1") as (process, sock):
         started = time.monotonic()
         process.signal(signal.SIGTERM)
         data = read_until_closed(sock)
@@ -204,12 +189,7 @@ def test_graceful_timeout_closes_requests_that_never_finish(project, gateway_cli
 
 
 def test_second_signal_stops_without_waiting(project, gateway_cli):
-    process = gateway_cli("--graceful-timeout", "30", "-b", "127.0.0.1:0", "lifecycle_app:app",
-                          cwd=project)
-    port = process.wait_listening()
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
-        wait_for_event(project, "forever start")
+    with request_that_never_finishes(project, gateway_cli, "30") as (process, _):
         started = time.monotonic()
         process.signal(signal.SIGINT)
         time.sleep(0.2)
@@ -249,18 +229,7 @@ def test_tls_listener_line_says_https(project, gateway_cli, certs):
     assert process.stop()[0] == 0
 
 
-def _ipv6_available() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
 def test_ipv6_listener(project, gateway_cli):
     process = gateway_cli("-b", "127.0.0.1:0", "-b", "[::1]:0", "lifecycle_app:app", cwd=project)
     process.wait_listening()

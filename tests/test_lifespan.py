@@ -18,26 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import run_cli
+from support import assert_port_free, free_port
 
 import gateway
 from gateway.lifespan import LifespanFailure
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def assert_port_free(port: int) -> None:
-    """Nothing listens there: a connection is refused and we can bind it ourselves."""
-    with socket.socket() as probe:
-        probe.settimeout(2)
-        assert probe.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-ENGINES = ("h11", "httptools")
 TIMEOUT = 5.0
 
 

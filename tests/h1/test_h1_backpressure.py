@@ -10,16 +10,10 @@ import logging
 import threading
 import time
 
-import pytest
-from h1_client import ENGINES, RawClient, captured_log, http_app, request, respond, wait_until
+from h1_client import RawClient, captured_log, http_app, request, respond, wait_until
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024
-
-
-@pytest.fixture(params=ENGINES)
-def http(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 def test_slow_reader_makes_app_send_wait(serve, http):

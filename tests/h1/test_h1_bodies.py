@@ -12,7 +12,6 @@ import h11
 import httpx
 import pytest
 from h1_client import (
-    ENGINES,
     RawClient,
     captured_log,
     chunked,
@@ -21,11 +20,6 @@ from h1_client import (
     request,
     respond,
 )
-
-
-@pytest.fixture(params=ENGINES)
-def http(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 @http_app

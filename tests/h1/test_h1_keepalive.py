@@ -10,12 +10,7 @@ import time
 
 import httpx
 import pytest
-from h1_client import ENGINES, RawClient, chunked, http_app, read_body, request, respond
-
-
-@pytest.fixture(params=ENGINES)
-def http(request: pytest.FixtureRequest) -> str:
-    return request.param
+from h1_client import RawClient, chunked, http_app, read_body, request, respond
 
 
 @http_app

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trustme
 from cryptography import x509
+from support import read_response
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,25 +37,6 @@ class TLSRecorder:
 
 def tls_settings(certs, **extra: Any) -> dict[str, Any]:
     return {"certfile": certs.cert_file, "keyfile": certs.key_file, **extra}
-
-
-def read_response(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk
-        body += chunk
-    return head + b"\r\n\r\n" + body
 
 
 @contextlib.contextmanager
