@@ -210,7 +210,7 @@ def test_one_line_per_listener_with_url_and_protocols(project, gateway_cli):
     for match in lines:
         assert match.group(1) == "http"
         assert match.group(2) == "127.0.0.1"
-        assert match.group(4) == "http/1.1"
+        assert match.group(4) == "http/1.1, h2c"
     for port in ports:
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "hello"
     assert process.stop()[0] == 0
@@ -222,7 +222,7 @@ def test_tls_listener_line_says_https(project, gateway_cli, certs):
     process.wait_listening()
     (match,) = listening_lines(process, 1)
     assert match.group(1) == "https"
-    assert "http/1.1" in match.group(4).split(", ")
+    assert match.group(4) == "h2, http/1.1"
     response = httpx.get(f"https://localhost:{match.group(3)}/", verify=certs.client_context(),
                          timeout=5)
     assert response.text == "hello"

@@ -70,14 +70,18 @@ def exchange_fails(port: int, context: ssl.SSLContext) -> bytes:
 # -- ALPN -------------------------------------------------------------------------------------
 
 
-def test_alpn_selects_http11_for_a_client_offering_h2_and_http11(serve, certs):
-    context = certs.client_context()
-    context.set_alpn_protocols(["h2", "http/1.1"])
-    with serve(TLSRecorder(), **tls_settings(certs)) as server, \
-            tls_connection(server.port, context) as tls:
-        assert tls.selected_alpn_protocol() == "http/1.1"
-        tls.sendall(GET)
-        assert read_response(tls).startswith(b"HTTP/1.1 200 ")
+def test_alpn_prefers_h2_and_serves_http11_to_clients_offering_only_that(serve, certs):
+    both = certs.client_context()
+    both.set_alpn_protocols(["http/1.1", "h2"])
+    only_http11 = certs.client_context()
+    only_http11.set_alpn_protocols(["http/1.1"])
+    with serve(TLSRecorder(), **tls_settings(certs)) as server:
+        with tls_connection(server.port, both) as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+        with tls_connection(server.port, only_http11) as tls:
+            assert tls.selected_alpn_protocol() == "http/1.1"
+            tls.sendall(GET)
+            assert read_response(tls).startswith(b"HTTP/1.1 200 ")
 
 
 def test_client_without_alpn_gets_http11(serve, certs):
@@ -91,12 +95,12 @@ def test_client_without_alpn_gets_http11(serve, certs):
     assert response.endswith(b"https")
 
 
-def test_http2_capable_httpx_client_is_served_http11(serve, certs):
+def test_http2_capable_httpx_client_is_served_http2(serve, certs):
     with serve(TLSRecorder(), **tls_settings(certs)) as server, \
             httpx.Client(http2=True, verify=certs.client_context(), timeout=5) as client:
         response = client.get(f"https://localhost:{server.port}/who")
     assert response.status_code == 200
-    assert response.http_version == "HTTP/1.1"
+    assert response.http_version == "HTTP/2"
 
 
 # -- protocol versions ------------------------------------------------------------------------
