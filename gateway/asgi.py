@@ -59,6 +59,9 @@ HEAD_SENT = ExchangeState.HEAD_SENT
 TRAILERS_PENDING = ExchangeState.TRAILERS_PENDING
 DONE = ExchangeState.DONE
 TRAILERS_EXTENSION = "http.response.trailers"
+EARLY_HINT_EXTENSION = "http.response.early_hint"
+PUSH_EXTENSION = "http.response.push"
+_EXTENSION_MESSAGES = frozenset((EARLY_HINT_EXTENSION, PUSH_EXTENSION))
 
 
 
@@ -75,6 +78,10 @@ class Carrier(Protocol):
     async def drain(self, exchange: Exchange) -> None: ...
 
     def write_trailers(self, exchange: Exchange, headers: Iterable[Any]) -> None: ...
+
+    def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None: ...
+
+    def push(self, exchange: Exchange, path: str, headers: list[Any]) -> None: ...
 
     def send_continue(self, exchange: Exchange) -> None: ...
 
@@ -186,6 +193,9 @@ class Exchange:
         state = self.state
         if state is START:
             if kind != "http.response.start":
+                if kind in _EXTENSION_MESSAGES:
+                    await self._send_extension(kind, message)
+                    return
                 raise ASGIMessageError(f"expected 'http.response.start', got {kind!r}")
             status = message.get("status")
             if type(status) is not int or not 200 <= status <= 599:
@@ -201,6 +211,9 @@ class Exchange:
         if kind != "http.response.body":
             if kind == "http.response.trailers" and state is TRAILERS_PENDING:
                 await self._send_trailers(message)
+                return
+            if kind in _EXTENSION_MESSAGES:
+                await self._send_extension(kind, message)
                 return
             raise ASGIMessageError(
                 f"expected 'http.response.body', got {kind!r}"
@@ -240,6 +253,31 @@ class Exchange:
             self._response_done()
         if self.carrier.write_paused:
             await self.carrier.drain(self)
+
+    async def _send_extension(self, kind: str, message: Message) -> None:
+        """Early hints (103) and server push, for carriers that declare them in the scope."""
+        if kind not in self.scope["extensions"]:
+            raise ASGIMessageError(f"{kind!r} needs the {kind!r} extension, not offered here")
+        if kind == EARLY_HINT_EXTENSION:
+            if self.state is not START:
+                raise ASGIMessageError("'http.response.early_hint' must come before the response")
+            links = message.get("links", ())
+            if not all(type(link) is bytes for link in links):
+                raise ASGIMessageError("'http.response.early_hint' field 'links' must be bytes")
+            try:
+                self.carrier.send_early_hint(self, list(links))
+            except ValueError as exc:
+                raise ASGIMessageError(f"'http.response.early_hint' field 'links': {exc}") from None
+        else:
+            path = message.get("path")
+            if type(path) is not str or not path.startswith("/"):
+                raise ASGIMessageError("'http.response.push' field 'path' must be a str starting with /")
+            if self.state is DONE:
+                raise ASGIMessageError("'http.response.push' must come before the response ends")
+            try:
+                self.carrier.push(self, path, list(message.get("headers", ())))
+            except (TypeError, ValueError) as exc:
+                raise ASGIMessageError(f"'http.response.push' field 'headers': {exc}") from None
 
     async def _send_trailers(self, message: Message) -> None:
         if message.get("more_trailers"):

@@ -18,7 +18,15 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
-from ..asgi import ASGI_VERSION, TRAILERS_EXTENSION, Exchange, ResponseFramingError, split_target
+from ..asgi import (
+    ASGI_VERSION,
+    EARLY_HINT_EXTENSION,
+    PUSH_EXTENSION,
+    TRAILERS_EXTENSION,
+    Exchange,
+    ResponseFramingError,
+    split_target,
+)
 from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
 from ..logs import error_logger
 from ..state import ServerState
@@ -80,7 +88,7 @@ class H2Protocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         state = self.state
         ssl_object = transport.get_extra_info("ssl_object")
-        extensions: dict[str, Any] = {TRAILERS_EXTENSION: {}}
+        extensions: dict[str, Any] = {TRAILERS_EXTENSION: {}, EARLY_HINT_EXTENSION: {}}
         if ssl_object is not None and self.tls_info is not None:
             extensions["tls"] = self.tls_info.extension(ssl_object)
         self.base_scope = {
@@ -144,14 +152,17 @@ class H2Protocol(asyncio.Protocol):
     # -- h2 events ----------------------------------------------------------------------
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
-        stream_id = event.stream_id
         if self.goaway_sent:
-            self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.conn.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
+        self._open_stream(event.stream_id, event.headers, event.stream_ended is not None)
+
+    def _open_stream(self, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
+                     ended: bool) -> None:
         method = path = authority = b""
         scheme = None
         headers = []
-        for name, value in event.headers:
+        for name, value in request_headers:
             if name[:1] == b":":
                 if name == b":method":
                     method = value
@@ -184,7 +195,6 @@ class H2Protocol(asyncio.Protocol):
             "state": state.lifespan_state.copy(),
             "extensions": base["extensions"],
         }
-        ended = event.stream_ended is not None
         exchange = Exchange(self, scope, ended, False, state.log_access, stream_id)
         stream = _Stream(exchange)
         stream.no_body = method == b"HEAD"
@@ -231,6 +241,14 @@ class H2Protocol(asyncio.Protocol):
                 self._send_data(stream_id, stream, data, stream.pending_end)
                 if stream.pending is None and not self.socket_paused:
                     _wake(stream)
+
+    def _on_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> None:
+        extensions = self.base_scope["extensions"]
+        if self.conn.remote_settings.enable_push:
+            extensions[PUSH_EXTENSION] = {}
+        else:
+            extensions.pop(PUSH_EXTENSION, None)
+        self._on_window_updated(event)
 
     def _on_connection_terminated(self, event: h2.events.ConnectionTerminated) -> None:
         error_logger.debug("GOAWAY from %s (error code %s)", _client_text(self), event.error_code)
@@ -301,6 +319,49 @@ class H2Protocol(asyncio.Protocol):
             out.append((lname, value))
         self.conn.send_headers(stream_id, out, end_stream=True)
         self._response_sent(stream_id, stream)
+        self._flush()
+
+    def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None:
+        stream = self.streams.get(exchange.carrier_key)
+        if stream is None or stream.closed or self.closing:
+            return
+        headers = [(b":status", b"103")]
+        for link in links:
+            if has_control_characters(link):
+                raise ValueError(CONTROL_CHARACTERS_MESSAGE)
+            headers.append((b"link", link))
+        self.conn.send_headers(exchange.carrier_key, headers)
+        self._flush()
+
+    def push(self, exchange: Exchange, path: str, headers: list[Any]) -> None:
+        """PUSH_PROMISE a GET for `path`, then serve it with the app like any request."""
+        stream_id = exchange.carrier_key
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.closed or self.closing or self.goaway_sent:
+            return
+        if not self.conn.remote_settings.enable_push:
+            return
+        scope = exchange.scope
+        authority = next((v for n, v in scope["headers"] if n == b"host"), b"")
+        request = [
+            (b":method", b"GET"),
+            (b":path", path.encode("utf-8")),
+            (b":scheme", scope["scheme"].encode("ascii")),
+            (b":authority", authority),
+        ]
+        for name, value in headers:
+            lname = lower_name(name)
+            if type(value) is not bytes or has_control_characters(value):
+                raise ValueError(f"bad value for header {name!r}")
+            if lname not in _CONNECTION_SPECIFIC and lname != b"host":
+                request.append((lname, value))
+        promised = self.conn.get_next_available_stream_id()
+        try:
+            self.conn.push_stream(stream_id, promised, request)
+        except h2.exceptions.ProtocolError as exc:
+            error_logger.debug("server push refused: %s", exc)
+            return
+        self._open_stream(promised, request, True)
         self._flush()
 
     async def drain(self, exchange: Exchange) -> None:
@@ -477,6 +538,6 @@ _HANDLERS: dict[type, Any] = {
     h2.events.StreamEnded: H2Protocol._on_stream_ended,
     h2.events.StreamReset: H2Protocol._on_stream_reset,
     h2.events.WindowUpdated: H2Protocol._on_window_updated,
-    h2.events.RemoteSettingsChanged: H2Protocol._on_window_updated,
+    h2.events.RemoteSettingsChanged: H2Protocol._on_settings_changed,
     h2.events.ConnectionTerminated: H2Protocol._on_connection_terminated,
 }
