@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from h2.errors import ErrorCodes
 
+from .h1.h2c import H2CSwitch, H2CUpgrade
 from .h2.protocol import H2Protocol
 
 # RFC 9113 section 9.2.2: over TLS 1.2, HTTP/2 needs an ephemeral key exchange and an AEAD
@@ -56,12 +57,18 @@ def inadequate_security(ssl_object: ssl.SSLObject) -> str | None:
     return f"cipher {cipher} is on the HTTP/2 block list (RFC 9113 section 9.2.2)"
 
 
-def hand_over_to_h2(make_h2: Callable[[], H2Protocol]) -> Callable[[asyncio.Transport, bytes], None]:
-    """The h2c switch HTTP/1.1 calls when it sees the HTTP/2 preface."""
+def h2c_switch(make_h2: Callable[[], H2Protocol]) -> H2CSwitch:
+    """The hand-overs HTTP/1.1 calls on a plain listener: on the HTTP/2 preface, and after
+    answering `Upgrade: h2c` with 101."""
 
-    def switch(transport: asyncio.Transport, preamble: bytes) -> None:
+    def prior_knowledge(transport: asyncio.Transport, preamble: bytes) -> None:
         protocol = make_h2()
         transport.set_protocol(protocol)
         protocol.connection_made(transport, preamble)
 
-    return switch
+    def upgrade(transport: asyncio.Transport, request: H2CUpgrade, preamble: bytes) -> None:
+        protocol = make_h2()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport, preamble, request)
+
+    return H2CSwitch(prior_knowledge, upgrade)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import __version__
-from .choice import ALPNChoice, hand_over_to_h2
+from .choice import ALPNChoice, h2c_switch
 from .config import BindAddress, Config, ConfigError
 from .h1.protocol import H1Protocol, engine_class
 from .h2.protocol import H2Protocol
@@ -137,7 +137,7 @@ class Server:
         def make_h2() -> H2Protocol:
             return H2Protocol(state, tls_info)
 
-        switch = hand_over_to_h2(make_h2) if self.config.h2c and self.ssl_context is None else None
+        switch = h2c_switch(make_h2) if self.config.h2c and self.ssl_context is None else None
 
         def make_h1() -> asyncio.Protocol:
             return H1Protocol(state, engine, tls_info, switch)

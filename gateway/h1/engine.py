@@ -50,6 +50,9 @@ class H1Engine(Protocol):
 
     def informational(self, status: int, headers: Headers) -> bytes: ...
 
+    def upgrade_tail(self) -> bytes:
+        """After an Upgrade request, the bytes that followed it unparsed."""
+
     def next_cycle(self) -> None:
         """The response is complete and the connection goes on: parse what is buffered."""
 

@@ -145,6 +145,9 @@ class H11Engine:
             h11.InformationalResponse(status_code=status, headers=headers, reason=_reason(status))
         )
 
+    def upgrade_tail(self) -> bytes:
+        return bytes(self.conn.trailing_data[0])
+
     def next_cycle(self) -> None:
         conn = self.conn
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:

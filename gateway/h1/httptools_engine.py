@@ -27,7 +27,7 @@ class HttptoolsEngine:
 
     __slots__ = (
         "handler", "parser", "encoder", "max_head_size", "_url", "_headers", "_head_size",
-        "_in_head", "_began", "_unfinished", "_framing", "_upgrade",
+        "_in_head", "_began", "_unfinished", "_framing", "_upgrade", "_tail",
     )
 
     def __init__(self, handler: RequestHandler, max_head_size: int, server_line: bytes,
@@ -45,6 +45,7 @@ class HttptoolsEngine:
         # (HEAD request, HTTP/1.0) per request parsed and not yet answered, oldest first.
         self._framing: deque[tuple[bool, bool]] = deque()
         self._upgrade = False
+        self._tail = b""
 
     # -- bytes in ----------------------------------------------------------------------
 
@@ -52,10 +53,12 @@ class HttptoolsEngine:
         self._began = False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # An Upgrade or CONNECT request: llhttp stops here. Until WebSocket and h2c land,
-            # it is served as a plain request and the connection closes after it.
+        except httptools.HttpParserUpgrade as exc:
+            # An Upgrade or CONNECT request: llhttp stops at the end of its head, body unread.
+            # Unless the connection switches protocol, it is served as a plain request and the
+            # connection closes after it.
             self._upgrade = True
+            self._tail = data[exc.args[0]:]
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, RequestError):
@@ -143,6 +146,9 @@ class HttptoolsEngine:
     def informational(self, status: int, headers: Headers) -> bytes:
         lines = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
         return status_line(status) + lines + b"\r\n"
+
+    def upgrade_tail(self) -> bytes:
+        return self._tail
 
     def next_cycle(self) -> None:
         """llhttp has already parsed ahead; nothing is held back."""

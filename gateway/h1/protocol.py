@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ..asgi import (
@@ -27,6 +27,7 @@ from ..state import ServerState
 from ..tls.scope import TLSInfo
 from .encode import simple_response
 from .engine import BodyLengthError, Headers, RequestError
+from .h2c import H2CSwitch, H2CUpgrade
 
 try:
     from .httptools_engine import HttptoolsEngine
@@ -52,11 +53,14 @@ class H1Protocol(asyncio.Protocol):
     """One HTTP/1.1 connection (plain or over TLS)."""
 
     def __init__(self, state: ServerState, engine: type, tls_info: TLSInfo | None,
-                 switch_to_h2: Callable[[asyncio.Transport, bytes], None] | None = None) -> None:
+                 h2c: H2CSwitch | None = None) -> None:
         self.state = state
-        # Until the first bytes decide, on a plain listener with h2c: the HTTP/2 hand-over.
-        self.switch_to_h2 = switch_to_h2
+        # On a plain listener with h2c: the HTTP/2 hand-over, by preface (only until the first
+        # bytes decide) or by `Upgrade: h2c`.
+        self.h2c = h2c
+        self.switch_to_h2 = h2c.prior_knowledge if h2c is not None else None
         self.sniffed = b""
+        self.upgrade: H2CUpgrade | None = None
         self.engine_class = engine
         self.tls_info = tls_info
         self.loop = asyncio.get_running_loop()
@@ -106,10 +110,16 @@ class H1Protocol(asyncio.Protocol):
             data = self._sniff_preface(data)
             if not data:
                 return
+        if self.upgrade is not None:
+            self._continue_upgrade(data)
+            return
         try:
             self.engine.feed(data)
         except RequestError as exc:
             self._request_error(exc)
+            return
+        if self.upgrade is not None and self.upgrade.ended:
+            self._continue_upgrade(self.engine.upgrade_tail())
 
     def _sniff_preface(self, data: bytes) -> bytes:
         """h2c with prior knowledge (RFC 9113 section 3.3): the HTTP/2 client preface instead
@@ -125,6 +135,18 @@ class H1Protocol(asyncio.Protocol):
             switch(self.transport, head)  # type: ignore[misc,arg-type]
             return b""
         return head
+
+    def _continue_upgrade(self, data: bytes) -> None:
+        """Collect the upgrading request's body, then answer 101 and hand over to HTTP/2."""
+        upgrade = self.upgrade
+        assert upgrade is not None and self.h2c is not None
+        rest = upgrade.take_body(data)
+        if not upgrade.complete:
+            return
+        self.transport.write(H2CUpgrade.SWITCHING)  # type: ignore[union-attr]
+        self.state.connections.discard(self)
+        self.closing = True
+        self.h2c.upgrade(self.transport, upgrade, rest)  # type: ignore[arg-type]
 
     def eof_received(self) -> bool | None:
         return None
@@ -163,6 +185,10 @@ class H1Protocol(asyncio.Protocol):
                 raise RequestError(413, f"request body larger than {max_body} bytes")
         if hosts != 1 and (hosts > 1 or http_version == "1.1"):
             raise RequestError(400, "a request needs exactly one Host header")
+        if self.h2c is not None and self.current is None and not self.pipeline:
+            self.upgrade = H2CUpgrade.requested(method, target, headers)
+            if self.upgrade is not None:
+                return
         state = self.state
         path, raw_path, query = split_target(_origin_form(target), state.root_path)
         scope = {
@@ -192,6 +218,9 @@ class H1Protocol(asyncio.Protocol):
             self._pause_reading()
 
     def on_body(self, data: bytes) -> None:
+        if self.upgrade is not None:
+            self.upgrade.add_body(data)
+            return
         exchange = self.incoming
         if exchange is None:
             return
@@ -205,6 +234,9 @@ class H1Protocol(asyncio.Protocol):
             self._pause_reading()
 
     def on_request_end(self) -> None:
+        if self.upgrade is not None:
+            self.upgrade.ended = True
+            return
         exchange = self.incoming
         if exchange is not None:
             self.incoming = None
