@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="connections the kernel queues before accepting (default: 2048)")
     net.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
                      help="close idle connections after this long (default: 5)")
+    net.add_argument("--send-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="drop an HTTP/2 client that grants no window for this long (default: 30)")
     net.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGINT/SIGTERM, let requests in flight finish for this long "
                           "(default: 30)")
@@ -154,6 +156,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         access_log=args.access_log,
         graceful_timeout=args.graceful_timeout,
         keep_alive_timeout=args.keep_alive_timeout,
+        send_timeout=args.send_timeout,
         max_head_size=args.max_head_size,
         max_body_size=args.max_body_size,
         h2c=args.h2c,

@@ -89,6 +89,7 @@ class Config:
 
     graceful_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
+    send_timeout: float = 30.0
 
     max_head_size: int = 32 * 1024
     max_body_size: int | None = None
@@ -129,7 +130,7 @@ class Config:
         if not self.bind:
             raise ConfigError("at least one --bind address is needed")
         self.binds  # noqa: B018 - parsing is the validation
-        for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout"):
+        for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout", "send_timeout"):
             _non_negative(name, getattr(self, name))
         for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size"):
             _positive_int(name, getattr(self, name))

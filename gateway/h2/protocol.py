@@ -41,12 +41,16 @@ _STATUS = {status: str(status).encode() for status in range(100, 600)}
 # Connection-level window granted at once for DATA received: stream windows are what bound
 # the memory a client can make us hold, so the connection window never stalls other streams.
 _CONNECTION_ACK_THRESHOLD = 32 * 1024
+# Client resets tolerated before they must be fewer than half the streams opened.
+_RESET_ALLOWANCE = 200
 
 
 class _Stream:
     """The wire side of one stream's response."""
 
-    __slots__ = ("exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "closed")
+    __slots__ = (
+        "exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "closed", "stalled_since",
+    )
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -56,6 +60,7 @@ class _Stream:
         self.remaining: int | None = None  # declared Content-Length still to send
         self.no_body = False
         self.closed = False
+        self.stalled_since: float | None = None  # when the peer's window last ran out
 
 
 class H2Protocol(asyncio.Protocol):
@@ -82,6 +87,8 @@ class H2Protocol(asyncio.Protocol):
         self.goaway_sent = False
         self.socket_paused = False
         self.connection_unacked = 0
+        self.opened = 0
+        self.resets = 0
         self.idle_since: float | None = None
         self.base_scope: dict[str, Any] = {}
 
@@ -147,6 +154,8 @@ class H2Protocol(asyncio.Protocol):
             handler = _HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event)
+                if self.closing:
+                    return
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -158,10 +167,16 @@ class H2Protocol(asyncio.Protocol):
         self.streams.clear()
 
     def pause_writing(self) -> None:
+        # A client that does not read what we send (PING and SETTINGS acknowledgements
+        # included) is not read from either: floods cost it its own connection only.
         self.socket_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.socket_paused = False
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
         for stream in self.streams.values():
             if stream.pending is None:
                 _wake(stream)
@@ -216,6 +231,7 @@ class H2Protocol(asyncio.Protocol):
         stream = _Stream(exchange)
         stream.no_body = method == b"HEAD"
         self.streams[stream_id] = stream
+        self.opened += 1
         self.idle_since = None
         state.start_app(exchange.run(state.app))
 
@@ -241,6 +257,10 @@ class H2Protocol(asyncio.Protocol):
 
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
         self._drop_stream(event.stream_id)
+        # Rapid reset (CVE-2023-44487): streams opened only to be reset cost an app call each.
+        self.resets += 1
+        if self.resets > _RESET_ALLOWANCE and self.resets * 2 > self.opened:
+            self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, "too many streams reset by the client")
 
     def _drop_stream(self, stream_id: int) -> None:
         """The client reset the stream, or it is gone: its app sees a disconnect."""
@@ -255,6 +275,7 @@ class H2Protocol(asyncio.Protocol):
         for stream_id, stream in list(self.streams.items()):
             if stream.pending is not None:
                 data, stream.pending = stream.pending, None
+                stream.stalled_since = None
                 self._send_data(stream_id, stream, data, stream.pending_end)
                 if stream.pending is None and not self.socket_paused:
                     _wake(stream)
@@ -437,6 +458,14 @@ class H2Protocol(asyncio.Protocol):
     def close_if_idle_since(self, deadline: float) -> None:
         if self.idle_since is not None and self.idle_since < deadline:
             self.shutdown()
+            return
+        # A peer that keeps a window shut holds an app and its data: zero-window stalls end
+        # the connection after --send-timeout.
+        stalled_before = self.loop.time() - self.state.config.send_timeout
+        for stream in self.streams.values():
+            if stream.stalled_since is not None and stream.stalled_since < stalled_before:
+                self.refuse(ErrorCodes.FLOW_CONTROL_ERROR, "no flow-control window granted in time")
+                return
 
     def force_close(self) -> None:
         if self.transport is not None:
@@ -473,6 +502,8 @@ class H2Protocol(asyncio.Protocol):
                 if size <= 0:
                     stream.pending = data
                     stream.pending_end = end
+                    if stream.stalled_since is None:
+                        stream.stalled_since = self.loop.time()
                     return
                 if size >= len(data):
                     conn.send_data(stream_id, data, end_stream=end)
