@@ -24,9 +24,14 @@ async def slow_app(scope, receive, send):
     await send({"type": "http.response.body", "body": b"0123456789"})
 
 
-def client(port: int, settings: dict[int, int] | None = None) -> tuple[socket.socket, h2.connection.H2Connection]:
+Client = tuple[socket.socket, h2.connection.H2Connection]
+SLOW = [REQUEST[0], (b":path", b"/slow"), *REQUEST[2:]]
+
+
+def client(port: int, settings: dict[int, int] | None = None) -> Client:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    conn = h2.connection.H2Connection(config)
     conn.initiate_connection()
     if settings:
         conn.update_settings(settings)
@@ -34,7 +39,9 @@ def client(port: int, settings: dict[int, int] | None = None) -> tuple[socket.so
     return sock, conn
 
 
-def wait_for_goaway(sock: socket.socket, conn: h2.connection.H2Connection, within: float) -> h2.events.ConnectionTerminated | None:
+def wait_for_goaway(
+    sock: socket.socket, conn: h2.connection.H2Connection, within: float
+) -> h2.events.ConnectionTerminated | None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
@@ -58,7 +65,7 @@ def test_rapid_reset_ends_the_connection_with_enhance_your_calm(serve):
         with sock:
             for index in range(400):
                 stream_id = 1 + 2 * index
-                conn.send_headers(stream_id, [REQUEST[0], (b":path", b"/slow"), *REQUEST[2:]], end_stream=True)
+                conn.send_headers(stream_id, SLOW, end_stream=True)
                 conn.reset_stream(stream_id, ErrorCodes.CANCEL)
             sock.sendall(conn.data_to_send())
             event = wait_for_goaway(sock, conn, 5)
