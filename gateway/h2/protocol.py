@@ -17,6 +17,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
 
 from ..asgi import (
     ASGI_VERSION,
@@ -31,6 +32,7 @@ from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_n
 from ..logs import error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
+from .request_fields import malformed_request
 
 # RFC 9113 section 8.2.2: fields that belong to one HTTP/1.1 connection are not sent.
 _CONNECTION_SPECIFIC = frozenset(
@@ -74,10 +76,11 @@ class H2Protocol(asyncio.Protocol):
         self.state = state
         self.tls_info = tls_info
         self.loop = asyncio.get_running_loop()
-        # Outbound headers are checked and lower-cased in write_head already; h2 checking them
-        # again costs a fifth of the time a small response takes.
+        # Header fields are checked here, in one pass (request_fields.py on the way in,
+        # write_head on the way out): h2's own checks, a chain of generators per field, cost
+        # about a third of the time a small request takes.
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True,
+            client_side=False, header_encoding=None, validate_inbound_headers=False,
             validate_outbound_headers=False, normalize_outbound_headers=False,
         )
         self.conn = h2.connection.H2Connection(config=config)
@@ -187,6 +190,12 @@ class H2Protocol(asyncio.Protocol):
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         if self.goaway_sent:
             self.conn.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        problem = malformed_request(event.headers)
+        if problem is not None:
+            # RFC 9113 section 8.1.1: a malformed request is a stream error.
+            error_logger.debug("malformed HTTP/2 request from %s: %s", _client_text(self), problem)
+            self.conn.reset_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         self._open_stream(event.stream_id, event.headers, event.stream_ended is not None)
 
@@ -451,8 +460,12 @@ class H2Protocol(asyncio.Protocol):
             return
         if not self.goaway_sent:
             self.goaway_sent = True
-            self.conn.close_connection(last_stream_id=self.conn.highest_inbound_stream_id)
+            # Written by hand: h2's close_connection() would also close its state machine, and
+            # the streams in flight still have responses to send.
             self._flush()
+            goaway = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id)
+            if self.transport is not None:
+                self.transport.write(goaway.serialize())
         if not self.streams:
             self._close()
 
