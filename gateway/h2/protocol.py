@@ -16,6 +16,8 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
+import hyperframe.exceptions
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -126,6 +128,11 @@ class H2Protocol(asyncio.Protocol):
         )
         state.connections.add(self)
         self.idle_since = self.loop.time()
+        # h2 copies these limits when it is created and again only when settings change;
+        # settings given from the start must be copied by hand.
+        self.conn.max_inbound_frame_size = config.h2_max_frame_size
+        self.conn.incoming_buffer.max_frame_size = config.h2_max_frame_size
+        self.conn.decoder.max_header_list_size = config.h2_max_header_list_size
         if upgrade is None:
             self.conn.initiate_connection()
         else:
@@ -138,6 +145,12 @@ class H2Protocol(asyncio.Protocol):
             self._open_stream(1, upgrade.request_headers(), True)
             for chunk in upgrade.body:
                 self.streams[1].exchange.feed_body(chunk)
+        # RFC 9113 section 5.1.2: a stream over the advertised limit is refused alone
+        # (REFUSED_STREAM in _on_request). h2 would end the whole connection instead, so its
+        # own limit is raised, without telling the client, once the client has acknowledged.
+        self.conn.local_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = (
+            2 * config.h2_max_concurrent_streams
+        )
         self._flush()
         if preamble:
             self.data_received(preamble)
@@ -151,7 +164,15 @@ class H2Protocol(asyncio.Protocol):
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             error_logger.debug("HTTP/2 protocol error from %s: %s", _client_text(self), exc)
-            self._flush()
+            code = _precise_error_code(exc)
+            if code is None:
+                self._flush()
+            else:
+                self.conn.data_to_send()  # h2's GOAWAY says PROTOCOL_ERROR; send the RFC's code
+                goaway = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id,
+                                     error_code=code)
+                if self.transport is not None:
+                    self.transport.write(goaway.serialize())
             self._close()
             return
         for event in events:
@@ -188,7 +209,7 @@ class H2Protocol(asyncio.Protocol):
     # -- h2 events ----------------------------------------------------------------------
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
-        if self.goaway_sent:
+        if self.goaway_sent or len(self.streams) >= self.state.config.h2_max_concurrent_streams:
             self.conn.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
         problem = malformed_request(event.headers)
@@ -303,6 +324,10 @@ class H2Protocol(asyncio.Protocol):
         self.goaway_sent = True
         if event.error_code or not self.streams:
             self._close()
+            return
+        # RFC 9113 section 6.8: the streams already open still get their responses, but h2
+        # closes its state machine on any GOAWAY received; reopen it for them.
+        self.conn.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
 
     # -- the exchange's carrier calls ----------------------------------------------------
 
@@ -339,7 +364,11 @@ class H2Protocol(asyncio.Protocol):
             out.append((b"content-length", str(len(body)).encode()))
             stream.remaining = len(body)
         end = not more_body and (stream.no_body or not body)
-        self.conn.send_headers(stream_id, out, end_stream=end)
+        try:
+            self.conn.send_headers(stream_id, out, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            self._drop_stream(stream_id)
+            return
         if end:
             self._response_sent(stream_id, stream)
         else:
@@ -365,7 +394,11 @@ class H2Protocol(asyncio.Protocol):
             if type(value) is not bytes or has_control_characters(value):
                 raise ValueError(f"invalid trailer value for {name!r}")
             out.append((lname, value))
-        self.conn.send_headers(stream_id, out, end_stream=True)
+        try:
+            self.conn.send_headers(stream_id, out, end_stream=True)
+        except h2.exceptions.ProtocolError:
+            self._drop_stream(stream_id)
+            return
         self._response_sent(stream_id, stream)
         self._flush_soon()
 
@@ -581,6 +614,19 @@ class H2Protocol(asyncio.Protocol):
         if not self.closing and self.transport is not None:
             self.closing = True
             self.transport.close()
+
+
+def _precise_error_code(exc: h2.exceptions.ProtocolError) -> ErrorCodes | None:
+    """h2 reports some connection errors as PROTOCOL_ERROR where RFC 9113 names another code:
+    a broken header block (section 4.3) and a frame of the wrong length (sections 6.5-6.9)."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, hpack.HPACKError):
+        return ErrorCodes.COMPRESSION_ERROR
+    if isinstance(cause, hyperframe.exceptions.InvalidDataError) and any(
+        word in str(cause) for word in ("payload", "length", "bytes")
+    ):
+        return ErrorCodes.FRAME_SIZE_ERROR
+    return None
 
 
 def _wake(stream: _Stream) -> None:
