@@ -177,15 +177,18 @@ class H1Protocol(asyncio.Protocol):
                    keep_alive: bool, body_expected: bool, expect_continue: bool) -> None:
         self.idle_since = None
         hosts = 0
+        upgrade = False
         max_body = self.state.max_body_size
         for name, value in headers:
             if name == b"host":
                 hosts += 1
+            elif name == b"upgrade":
+                upgrade = True
             elif name == b"content-length" and max_body is not None and int(value) > max_body:
                 raise RequestError(413, f"request body larger than {max_body} bytes")
         if hosts != 1 and (hosts > 1 or http_version == "1.1"):
             raise RequestError(400, "a request needs exactly one Host header")
-        if self.h2c is not None and self.current is None and not self.pipeline:
+        if upgrade and self.h2c is not None and self.current is None and not self.pipeline:
             self.upgrade = H2CUpgrade.requested(method, target, headers)
             if self.upgrade is not None:
                 return
