@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 
@@ -10,6 +11,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hpack
 import httpx
 from h2.errors import ErrorCodes
 
@@ -86,3 +88,79 @@ def test_a_client_that_keeps_its_window_shut_is_dropped_after_the_send_timeout(s
             elapsed = time.monotonic() - started
         assert event is not None and event.error_code == ErrorCodes.FLOW_CONTROL_ERROR
         assert elapsed < 4
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big") + payload
+
+
+HEADERS, PING, CONTINUATION = 0x1, 0x6, 0x9
+END_STREAM, END_HEADERS = 0x1, 0x4
+
+
+def still_serves(server) -> bool:
+    with httpx.Client(http1=False, http2=True, timeout=5) as other:
+        return other.get(server.url + "/").status_code == 200
+
+
+def test_continuation_flood_ends_the_connection(serve):
+    """CVE-2024-27316: endless CONTINUATION frames may not grow a header block without end."""
+    with serve(slow_app) as server:
+        sock, conn = client(server.port)
+        with sock:
+            encoder = hpack.Encoder()
+            block = encoder.encode(REQUEST)
+            flood = frame(HEADERS, END_STREAM, 1, block)
+            flood += b"".join(frame(CONTINUATION, 0, 1, b"\x40\x01a\x01b") for _ in range(500))
+            with contextlib.suppress(OSError):
+                sock.sendall(flood)
+            event = wait_for_goaway(sock, conn, 5)
+        assert event is not None and event.error_code != ErrorCodes.NO_ERROR
+        assert still_serves(server)
+
+
+def test_hpack_bomb_is_refused(serve):
+    """A small header block that decodes to far more than SETTINGS_MAX_HEADER_LIST_SIZE."""
+    with serve(slow_app, h2_max_header_list_size=16 * 1024) as server:
+        sock, conn = client(server.port)
+        with sock:
+            encoder = hpack.Encoder()
+            big = (b"x-bomb", b"a" * 4000)
+            first = encoder.encode([*REQUEST, big])
+            second = encoder.encode([*REQUEST, *([big] * 200)])  # ~200 bytes on the wire
+            assert len(second) < 1000
+            sock.sendall(
+                frame(HEADERS, END_STREAM | END_HEADERS, 1, first)
+                + frame(HEADERS, END_STREAM | END_HEADERS, 3, second)
+            )
+            event = wait_for_goaway(sock, conn, 5)
+        assert event is not None and event.error_code != ErrorCodes.NO_ERROR
+        assert still_serves(server)
+
+
+def test_ping_flood_from_a_client_that_never_reads_is_bounded(serve):
+    """Each PING owes an ACK; a client that never reads them is stopped being read from."""
+    with serve(slow_app) as server:
+        sock, _ = client(server.port)
+        with sock:
+            sock.settimeout(2)
+            pings = b"".join(frame(PING, 0, 0, b"12345678") for _ in range(4096))
+            pushed = 0
+            stalled = False
+            deadline = time.monotonic() + 30
+            try:
+                while time.monotonic() < deadline:
+                    sock.sendall(pings)
+                    pushed += len(pings)
+            except TimeoutError:
+                stalled = True  # the server stopped reading us: its unread ACKs are bounded
+            except OSError:
+                stalled = True  # or it closed the connection
+            owed = max(
+                (c.transport.get_write_buffer_size() for c in server.server.state.connections
+                 if c.transport is not None),
+                default=0,
+            )
+            assert stalled, f"the server kept reading a client that never reads ({pushed} bytes)"
+            assert owed < 1024 * 1024, f"{owed} bytes of PING ACKs held for a client that never reads"
+            assert still_serves(server)
