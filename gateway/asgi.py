@@ -90,6 +90,13 @@ class Carrier(Protocol):
     def abort(self, exchange: Exchange) -> None: ...
 
 
+def scope_address(value: Any) -> tuple[str, int] | None:
+    """A socket address as the scope's `client`/`server`: (host, port), IPv6 extras dropped."""
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
+
 def split_target(target: bytes, root_path: str) -> tuple[str, bytes, bytes]:
     """(path, raw_path, query_string) from an origin-form request target.
 

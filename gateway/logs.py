@@ -19,6 +19,10 @@ _FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(message)s"
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
+def address_text(address: tuple[str, int] | None) -> str:
+    return f"{address[0]}:{address[1]}" if address else "-"
+
+
 def configure_logging(level: int, access_log: bool) -> None:
     """Send gateway's loggers to stderr unless the embedding program set handlers already."""
     formatter = logging.Formatter(_FORMAT, _DATE_FORMAT)

@@ -20,9 +20,10 @@ from ..asgi import (
     START,
     Exchange,
     ResponseFramingError,
+    scope_address,
     split_target,
 )
-from ..logs import access_logger, error_logger
+from ..logs import access_logger, address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
 from .encode import simple_response
@@ -89,8 +90,8 @@ class H1Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.client = _address(transport.get_extra_info("peername"))
-        self.server = _address(transport.get_extra_info("sockname"))
+        self.client = scope_address(transport.get_extra_info("peername"))
+        self.server = scope_address(transport.get_extra_info("sockname"))
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.scheme = "https"
@@ -341,7 +342,7 @@ class H1Protocol(asyncio.Protocol):
             self._resume_reading()
 
     def _request_error(self, exc: RequestError) -> None:
-        error_logger.debug("invalid request from %s: %s", _client_text(self.client), exc.reason)
+        error_logger.debug("invalid request from %s: %s", address_text(self.client), exc.reason)
         incoming = self.incoming
         if incoming is not None:
             # The error is in a request body: that request cannot go on.
@@ -371,7 +372,7 @@ class H1Protocol(asyncio.Protocol):
             simple_response(exc.status, exc.reason, state.server_line, state.date_line)
         )
         if state.log_access:
-            access_logger.info('%s - "-" %d', _client_text(self.client), exc.status)
+            access_logger.info('%s - "-" %d', address_text(self.client), exc.status)
         self._close()
 
     def _framing_error(self, exchange: Exchange, exc: BodyLengthError) -> None:
@@ -406,16 +407,6 @@ class H1Protocol(asyncio.Protocol):
             self._drain_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-
-
-def _address(value: Any) -> tuple[str, int] | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return (str(value[0]), int(value[1]))
-    return None
-
-
-def _client_text(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else "-"
 
 
 def _origin_form(target: bytes) -> bytes:

@@ -28,43 +28,23 @@ from ..asgi import (
     TRAILERS_EXTENSION,
     Exchange,
     ResponseFramingError,
+    scope_address,
     split_target,
 )
-from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
-from ..logs import error_logger
+from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
+from ..logs import address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
-from .request_fields import malformed_request
+from .fields import malformed_request, plain_fields, response_fields
+from .settings import refuse_excess_streams_alone, server_connection
+from .stream import Stream, wake
 
-# RFC 9113 section 8.2.2: fields that belong to one HTTP/1.1 connection are not sent.
-_CONNECTION_SPECIFIC = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
 _NO_BODY_STATUS = frozenset((204, 304))
-_STATUS = {status: str(status).encode() for status in range(100, 600)}
 # Connection-level window granted at once for DATA received: stream windows are what bound
 # the memory a client can make us hold, so the connection window never stalls other streams.
 _CONNECTION_ACK_THRESHOLD = 32 * 1024
 # Client resets tolerated before they must be fewer than half the streams opened.
 _RESET_ALLOWANCE = 200
-
-
-class _Stream:
-    """The wire side of one stream's response."""
-
-    __slots__ = (
-        "exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "closed", "stalled_since",
-    )
-
-    def __init__(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-        self.pending: bytes | None = None  # data waiting for flow-control window
-        self.pending_end = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.remaining: int | None = None  # declared Content-Length still to send
-        self.no_body = False
-        self.closed = False
-        self.stalled_since: float | None = None  # when the peer's window last ran out
 
 
 class H2Protocol(asyncio.Protocol):
@@ -78,16 +58,9 @@ class H2Protocol(asyncio.Protocol):
         self.state = state
         self.tls_info = tls_info
         self.loop = asyncio.get_running_loop()
-        # Header fields are checked here, in one pass (request_fields.py on the way in,
-        # write_head on the way out): h2's own checks, a chain of generators per field, cost
-        # about a third of the time a small request takes.
-        config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=False,
-            validate_outbound_headers=False, normalize_outbound_headers=False,
-        )
-        self.conn = h2.connection.H2Connection(config=config)
+        self.conn = server_connection(state.config)
         self.transport: asyncio.Transport | None = None
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict[int, Stream] = {}
         self.closing = False
         self.goaway_sent = False
         self.socket_paused = False
@@ -111,28 +84,13 @@ class H2Protocol(asyncio.Protocol):
         if ssl_object is not None and self.tls_info is not None:
             extensions["tls"] = self.tls_info.extension(ssl_object)
         self.base_scope = {
-            "server": _address(transport.get_extra_info("sockname")),
-            "client": _address(transport.get_extra_info("peername")),
+            "server": scope_address(transport.get_extra_info("sockname")),
+            "client": scope_address(transport.get_extra_info("peername")),
             "scheme": "https" if ssl_object is not None else "http",
             "extensions": extensions,
         }
-        config = state.config
-        self.conn.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
-            },
-        )
         state.connections.add(self)
         self.idle_since = self.loop.time()
-        # h2 copies these limits when it is created and again only when settings change;
-        # settings given from the start must be copied by hand.
-        self.conn.max_inbound_frame_size = config.h2_max_frame_size
-        self.conn.incoming_buffer.max_frame_size = config.h2_max_frame_size
-        self.conn.decoder.max_header_list_size = config.h2_max_header_list_size
         if upgrade is None:
             self.conn.initiate_connection()
         else:
@@ -145,12 +103,7 @@ class H2Protocol(asyncio.Protocol):
             self._open_stream(1, upgrade.request_headers(), True)
             for chunk in upgrade.body:
                 self.streams[1].exchange.feed_body(chunk)
-        # RFC 9113 section 5.1.2: a stream over the advertised limit is refused alone
-        # (REFUSED_STREAM in _on_request). h2 would end the whole connection instead, so its
-        # own limit is raised, without telling the client, once the client has acknowledged.
-        self.conn.local_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = (
-            2 * config.h2_max_concurrent_streams
-        )
+        refuse_excess_streams_alone(self.conn, self.state.config)
         self._flush()
         if preamble:
             self.data_received(preamble)
@@ -188,7 +141,7 @@ class H2Protocol(asyncio.Protocol):
         self.state.connections.discard(self)
         for stream in self.streams.values():
             stream.exchange.feed_disconnect()
-            _wake(stream)
+            wake(stream)
         self.streams.clear()
 
     def pause_writing(self) -> None:
@@ -204,7 +157,7 @@ class H2Protocol(asyncio.Protocol):
             self.transport.resume_reading()
         for stream in self.streams.values():
             if stream.pending is None:
-                _wake(stream)
+                wake(stream)
 
     # -- h2 events ----------------------------------------------------------------------
 
@@ -259,7 +212,7 @@ class H2Protocol(asyncio.Protocol):
             "extensions": base["extensions"],
         }
         exchange = Exchange(self, scope, ended, False, state.log_access, stream_id)
-        stream = _Stream(exchange)
+        stream = Stream(exchange)
         stream.no_body = method == b"HEAD"
         self.streams[stream_id] = stream
         self.opened += 1
@@ -299,7 +252,7 @@ class H2Protocol(asyncio.Protocol):
         if stream is not None:
             stream.closed = True
             stream.exchange.feed_disconnect()
-            _wake(stream)
+            wake(stream)
             self._check_idle()
 
     def _on_window_updated(self, event: h2.events.WindowUpdated | h2.events.RemoteSettingsChanged) -> None:
@@ -309,7 +262,7 @@ class H2Protocol(asyncio.Protocol):
                 stream.stalled_since = None
                 self._send_data(stream_id, stream, data, stream.pending_end)
                 if stream.pending is None and not self.socket_paused:
-                    _wake(stream)
+                    wake(stream)
 
     def _on_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> None:
         extensions = self.base_scope["extensions"]
@@ -338,26 +291,8 @@ class H2Protocol(asyncio.Protocol):
         if stream is None or stream.closed or self.closing:
             return
         state = self.state
-        out = [(b":status", _STATUS[status])]
-        if state.server_line:
-            out.append((b"server", b"gateway"))
-        if state.date_value:
-            out.append((b"date", state.date_value))
-        for name, value in headers:
-            lname = lower_name(name)
-            if type(value) is not bytes:
-                raise TypeError(f"header {name!r}: values must be bytes, got {type(value).__name__}")
-            if lname in _CONNECTION_SPECIFIC:
-                continue
-            if has_control_characters(value):
-                raise ValueError(CONTROL_CHARACTERS_MESSAGE)
-            if lname == b"content-length":
-                if not value.isdigit():
-                    raise ValueError(f"invalid Content-Length {value!r}")
-                stream.remaining = int(value)
-            elif lname == b"server" or lname == b"date":
-                out = [item for item in out if item[0] != lname]
-            out.append((lname, value))
+        out, length = response_fields(status, headers, bool(state.server_line), state.date_value)
+        stream.remaining = length
         if status in _NO_BODY_STATUS:
             stream.no_body = True
         elif not more_body and stream.remaining is None and not stream.no_body:
@@ -388,14 +323,8 @@ class H2Protocol(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is None or stream.closed or self.closing:
             return
-        out = []
-        for name, value in headers:
-            lname = lower_name(name)
-            if type(value) is not bytes or has_control_characters(value):
-                raise ValueError(f"invalid trailer value for {name!r}")
-            out.append((lname, value))
         try:
-            self.conn.send_headers(stream_id, out, end_stream=True)
+            self.conn.send_headers(stream_id, plain_fields(headers), end_stream=True)
         except h2.exceptions.ProtocolError:
             self._drop_stream(stream_id)
             return
@@ -429,13 +358,8 @@ class H2Protocol(asyncio.Protocol):
             (b":path", path.encode("utf-8")),
             (b":scheme", scope["scheme"].encode("ascii")),
             (b":authority", authority),
+            *plain_fields(headers),
         ]
-        for name, value in headers:
-            lname = lower_name(name)
-            if type(value) is not bytes or has_control_characters(value):
-                raise ValueError(f"bad value for header {name!r}")
-            if lname not in _CONNECTION_SPECIFIC and lname != b"host":
-                request.append((lname, value))
         promised = self.conn.get_next_available_stream_id()
         try:
             self.conn.push_stream(stream_id, promised, request)
@@ -469,7 +393,7 @@ class H2Protocol(asyncio.Protocol):
         exchange.feed_disconnect()
         if stream is not None and not self.closing:
             stream.closed = True
-            _wake(stream)
+            wake(stream)
             try:
                 self.conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
             except h2.exceptions.StreamClosedError:
@@ -521,7 +445,7 @@ class H2Protocol(asyncio.Protocol):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _write(self, stream_id: int, stream: _Stream, body: bytes, more_body: bool) -> None:
+    def _write(self, stream_id: int, stream: Stream, body: bytes, more_body: bool) -> None:
         if stream.no_body:
             if not more_body:
                 self.conn.end_stream(stream_id)
@@ -540,7 +464,7 @@ class H2Protocol(asyncio.Protocol):
             return
         self._send_data(stream_id, stream, body, not more_body)
 
-    def _send_data(self, stream_id: int, stream: _Stream, data: bytes, end: bool) -> None:
+    def _send_data(self, stream_id: int, stream: Stream, data: bytes, end: bool) -> None:
         """Send what the windows allow now; keep the rest until a WINDOW_UPDATE."""
         conn = self.conn
         try:
@@ -565,7 +489,7 @@ class H2Protocol(asyncio.Protocol):
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             self._drop_stream(stream_id)
 
-    def _response_sent(self, stream_id: int, stream: _Stream) -> None:
+    def _response_sent(self, stream_id: int, stream: Stream) -> None:
         stream.closed = True
         if stream.exchange.body_complete:
             self._forget(stream_id)
@@ -581,7 +505,7 @@ class H2Protocol(asyncio.Protocol):
     def _forget(self, stream_id: int) -> None:
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
-            _wake(stream)
+            wake(stream)
         self._check_idle()
 
     def _check_idle(self) -> None:
@@ -629,23 +553,8 @@ def _precise_error_code(exc: h2.exceptions.ProtocolError) -> ErrorCodes | None:
     return None
 
 
-def _wake(stream: _Stream) -> None:
-    waiter = stream.waiter
-    if waiter is not None:
-        stream.waiter = None
-        if not waiter.done():
-            waiter.set_result(None)
-
-
-def _address(value: Any) -> tuple[str, int] | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return (str(value[0]), int(value[1]))
-    return None
-
-
 def _client_text(protocol: H2Protocol) -> str:
-    client = protocol.base_scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "-"
+    return address_text(protocol.base_scope.get("client"))
 
 
 _HANDLERS: dict[type, Any] = {

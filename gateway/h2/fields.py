@@ -1,20 +1,27 @@
-"""Is an HTTP/2 request well-formed? RFC 9113 sections 8.2 and 8.3, checked in one pass.
+"""HTTP/2 header fields: checking the client's, building ours (RFC 9113 sections 8.2, 8.3).
 
-h2's own inbound checks run a chain of generators over every field; this does the same checks
-with a cache of field names already seen and one regular expression per value.
+h2's own checks run a chain of generators over every field; these do the same work in one
+pass, with a cache of field names already seen and one regular expression per value.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
+
+from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
+
+Fields = list[tuple[bytes, bytes]]
 
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
 _REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
+# Section 8.2.2: fields that belong to one HTTP/1.1 connection; never sent, refused if received.
 _CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
+_STATUS = {status: str(status).encode() for status in range(100, 600)}
 _GOOD_NAMES: set[bytes] = set()
 _GOOD_NAMES_MAX = 512
 
@@ -61,3 +68,45 @@ def malformed_request(fields: Iterable[tuple[bytes, bytes]]) -> str | None:
     if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
         return f"invalid :path {path!r}"
     return None
+
+
+def response_fields(status: int, headers: Iterable[Any], server: bool,
+                    date: bytes) -> tuple[Fields, int | None]:
+    """The response head as h2 fields, and the Content-Length the app declared (or None).
+
+    Names are lower-cased, connection-specific fields dropped, values checked; the app's own
+    `server` or `date` replaces gateway's."""
+    out = [(b":status", _STATUS[status])]
+    if server:
+        out.append((b"server", b"gateway"))
+    if date:
+        out.append((b"date", date))
+    length = None
+    for name, value in headers:
+        lname = lower_name(name)
+        if type(value) is not bytes:
+            raise TypeError(f"header {name!r}: values must be bytes, got {type(value).__name__}")
+        if lname in _CONNECTION_SPECIFIC:
+            continue
+        if has_control_characters(value):
+            raise ValueError(CONTROL_CHARACTERS_MESSAGE)
+        if lname == b"content-length":
+            if not value.isdigit():
+                raise ValueError(f"invalid Content-Length {value!r}")
+            length = int(value)
+        elif lname == b"server" or lname == b"date":
+            out = [item for item in out if item[0] != lname]
+        out.append((lname, value))
+    return out, length
+
+
+def plain_fields(headers: Iterable[Any]) -> Fields:
+    """Trailers and pushed-request fields: checked and lower-cased, hop fields dropped."""
+    out = []
+    for name, value in headers:
+        lname = lower_name(name)
+        if type(value) is not bytes or has_control_characters(value):
+            raise ValueError(f"bad value for header {name!r}")
+        if lname not in _CONNECTION_SPECIFIC and lname != b"host":
+            out.append((lname, value))
+    return out

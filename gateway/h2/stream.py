@@ -1,0 +1,34 @@
+"""The wire side of one HTTP/2 stream's response: what flow control holds back, and who
+waits for it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..asgi import Exchange
+
+
+class Stream:
+    """The wire side of one stream's response."""
+
+    __slots__ = (
+        "exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "closed", "stalled_since",
+    )
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.pending: bytes | None = None  # data waiting for flow-control window
+        self.pending_end = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.remaining: int | None = None  # declared Content-Length still to send
+        self.no_body = False
+        self.closed = False
+        self.stalled_since: float | None = None  # when the peer's window last ran out
+
+
+def wake(stream: Stream) -> None:
+    waiter = stream.waiter
+    if waiter is not None:
+        stream.waiter = None
+        if not waiter.done():
+            waiter.set_result(None)
