@@ -66,7 +66,9 @@ _EXTENSION_MESSAGES = frozenset((EARLY_HINT_EXTENSION, PUSH_EXTENSION))
 
 
 class Carrier(Protocol):
-    """What an exchange needs from the connection that carries it (h1 or h2)."""
+    """What an exchange needs from the connection that carries it (h1 or h2). The calls for
+    an extension (trailers, early hints, push) are made only when the carrier declared it in
+    the scope's `extensions`."""
 
     write_paused: bool
 

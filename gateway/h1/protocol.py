@@ -16,6 +16,7 @@ from typing import Any
 from ..asgi import (
     ASGI_VERSION,
     BODY_HIGH_WATER,
+    EARLY_HINT_EXTENSION,
     HEAD_PENDING,
     START,
     Exchange,
@@ -23,6 +24,7 @@ from ..asgi import (
     scope_address,
     split_target,
 )
+from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from ..logs import access_logger, address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
@@ -93,10 +95,11 @@ class H1Protocol(asyncio.Protocol):
         self.client = scope_address(transport.get_extra_info("peername"))
         self.server = scope_address(transport.get_extra_info("sockname"))
         ssl_object = transport.get_extra_info("ssl_object")
+        self.extensions = {EARLY_HINT_EXTENSION: {}}
         if ssl_object is not None:
             self.scheme = "https"
             if self.tls_info is not None:
-                self.extensions = {"tls": self.tls_info.extension(ssl_object)}
+                self.extensions["tls"] = self.tls_info.extension(ssl_object)
         state = self.state
         self.engine = self.engine_class(self, state.max_head_size, state.server_line, state)
         state.connections.add(self)
@@ -285,8 +288,15 @@ class H1Protocol(asyncio.Protocol):
             waiter = self._drain_waiter = self.loop.create_future()
         await waiter
 
-    def write_trailers(self, exchange: Exchange, headers: Iterable[Any]) -> None:
-        raise ValueError("HTTP/1.1 responses from gateway carry no trailers")
+    def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None:
+        """103 Early Hints (RFC 8297), to HTTP/1.1 clients only: HTTP/1.0 knows no 1xx."""
+        if self.closing or exchange is not self.current or exchange.scope["http_version"] != "1.1":
+            return
+        for link in links:
+            if has_control_characters(link):
+                raise ValueError(CONTROL_CHARACTERS_MESSAGE)
+        hints = [(b"link", link) for link in links]
+        self.transport.write(self.engine.informational(103, hints))  # type: ignore[union-attr]
 
     def send_continue(self, exchange: Exchange) -> None:
         if not self.closing and exchange is self.current:
