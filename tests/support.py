@@ -1,12 +1,21 @@
-"""Plain helpers shared by test modules in more than one directory: free ports, IPv6 and
-reading responses off blocking sockets. (Fixtures live in conftest.py.)"""
+"""Plain helpers shared by test modules in more than one directory: free ports, IPv6, reading
+responses off blocking sockets, TLS settings, small ASGI apps, log capture and waiting.
+(Fixtures live in conftest.py; protocol clients in h1/h1_client.py and h2/h2_client.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
+import logging
 import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 ENGINES = ("h11", "httptools")
+TIMEOUT = 5.0
 
 
 def free_port() -> int:
@@ -68,3 +77,112 @@ def read_until_closed(sock: socket.socket) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+def tls_settings(certs, **extra: Any) -> dict[str, Any]:
+    """Server settings for TLS with the test certificate (the `certs` fixture), plus `extra`."""
+    return {"certfile": certs.cert_file, "keyfile": certs.key_file, **extra}
+
+
+def assert_request_target(scope: dict[str, Any], method: str, scheme: str, path: str, raw_path: bytes,
+                          query_string: bytes, root_path: str = "") -> None:
+    """The scope's method, scheme, path, raw_path, query_string and root_path, checked in that order."""
+    for key, expected in (("method", method), ("scheme", scheme), ("path", path), ("raw_path", raw_path),
+                          ("query_string", query_string), ("root_path", root_path)):
+        assert scope[key] == expected, f"scope[{key!r}] is {scope[key]!r}, expected {expected!r}"
+
+
+# -- apps -----------------------------------------------------------------------------------------
+
+
+def http_app(func):
+    """The app for `http` scopes only; it returns at once for lifespan, which `lifespan auto`
+    takes as "no lifespan support"."""
+
+    @functools.wraps(func)
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await func(scope, receive, send)
+
+    return app
+
+
+async def read_body(receive) -> bytes:
+    """The whole request body, as an app reads it; ConnectionError on `http.disconnect`."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client disconnected")
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+# -- logs and waiting -----------------------------------------------------------------------------
+
+
+class LogRecords(logging.Handler):
+    """Collects records from one logger, whatever thread logs them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.lock_ = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.lock_:
+            self.records.append(record)
+
+    def at_least(self, level: int) -> list[logging.LogRecord]:
+        with self.lock_:
+            return [record for record in self.records if record.levelno >= level]
+
+    def errors(self) -> list[logging.LogRecord]:
+        return self.at_least(logging.ERROR)
+
+    def tracebacks(self) -> list[logging.LogRecord]:
+        with self.lock_:
+            return [record for record in self.records if record.exc_info]
+
+    def messages(self, level: int = logging.DEBUG) -> list[str]:
+        return [record.getMessage() for record in self.at_least(level)]
+
+    def describe(self, level: int = logging.WARNING) -> str:
+        return "\n".join(f"{r.levelname} {r.getMessage()}" for r in self.at_least(level))
+
+    def wait_for(self, level: int, timeout: float = TIMEOUT) -> list[str]:
+        """The messages at `level` and above, as soon as there are any; [] after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.messages(level)
+            if found:
+                return found
+            time.sleep(0.02)
+        return []
+
+
+@contextlib.contextmanager
+def captured_log(name: str = "gateway.error", level: int = logging.DEBUG) -> Iterator[LogRecords]:
+    """Records of logger `name` at `level` and above, for the duration of the block (gateway's
+    loggers do not propagate, so pytest's caplog cannot see them)."""
+    logger = logging.getLogger(name)
+    handler = LogRecords()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT, interval: float = 0.01) -> bool:
+    """Whether `predicate()` became true within `timeout` (checked once more at the end)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

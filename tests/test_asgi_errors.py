@@ -12,39 +12,16 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
-from support import ENGINES, read_until_closed
+from support import ENGINES, LogRecords, captured_log, read_until_closed
 
 pytestmark = pytest.mark.timeout(30)
 
 
-class ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def errors(self) -> list[logging.LogRecord]:
-        return [r for r in self.records if r.levelno >= logging.ERROR]
-
-    def tracebacks(self) -> list[logging.LogRecord]:
-        return [r for r in self.records if r.exc_info]
-
-
 @pytest.fixture
-def error_log() -> Iterator[ListHandler]:
+def error_log() -> Iterator[LogRecords]:
     """Everything logged on gateway.error, whatever an earlier test did to its handlers."""
-    logger = logging.getLogger("gateway.error")
-    handler = ListHandler()
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with captured_log("gateway.error") as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 3.0) -> None:

@@ -5,15 +5,11 @@ them. Every socket has a timeout, so a server that stalls fails a test instead o
 from __future__ import annotations
 
 import contextlib
-import functools
-import logging
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-TIMEOUT = 5.0
+from support import TIMEOUT
 
 
 class Incomplete(Exception):
@@ -223,80 +219,7 @@ def chunked(*parts: bytes) -> bytes:
     return b"".join(b"%x\r\n%b\r\n" % (len(part), part) for part in parts if part) + b"0\r\n\r\n"
 
 
-class LogRecords(logging.Handler):
-    """Collects records from one logger, whatever thread logs them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self.lock_ = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self.lock_:
-            self.records.append(record)
-
-    def messages(self, level: int = logging.DEBUG) -> list[str]:
-        with self.lock_:
-            return [record.getMessage() for record in self.records if record.levelno >= level]
-
-    def wait_for(self, level: int, timeout: float = TIMEOUT) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.messages(level)
-            if found:
-                return found
-            time.sleep(0.02)
-        return []
-
-
-@contextlib.contextmanager
-def captured_log(name: str = "gateway.error", level: int = logging.DEBUG) -> Iterator[LogRecords]:
-    """Records of logger `name` at `level` and above, for the duration of the block."""
-    logger = logging.getLogger(name)
-    handler = LogRecords()
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-
-
-def wait_until(predicate, timeout: float = TIMEOUT, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
-def http_app(func):
-    """The app for `http` scopes only; it returns at once for lifespan, which `lifespan auto`
-    takes as "no lifespan support"."""
-
-    @functools.wraps(func)
-    async def app(scope, receive, send):
-        if scope["type"] == "http":
-            await func(scope, receive, send)
-
-    return app
-
-
-async def read_body(receive) -> bytes:
-    """The whole request body, as an app reads it."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client disconnected")
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
 async def respond(send, status: int = 200, body: bytes = b"", headers=None) -> None:
+    """A whole response from an app, with `headers` (none by default)."""
     await send({"type": "http.response.start", "status": status, "headers": headers or []})
     await send({"type": "http.response.body", "body": body})

@@ -10,7 +10,8 @@ import logging
 import threading
 import time
 
-from h1_client import RawClient, captured_log, http_app, request, respond, wait_until
+from h1_client import RawClient, request, respond
+from support import captured_log, http_app, wait_until
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024

@@ -11,15 +11,8 @@ import time
 import h11
 import httpx
 import pytest
-from h1_client import (
-    RawClient,
-    captured_log,
-    chunked,
-    http_app,
-    read_body,
-    request,
-    respond,
-)
+from h1_client import RawClient, chunked, request, respond
+from support import captured_log, http_app, read_body
 
 
 @http_app

@@ -9,7 +9,8 @@ import time
 
 import httpx
 import pytest
-from h1_client import RawClient, captured_log, chunked, http_app, request, respond
+from h1_client import RawClient, chunked, request, respond
+from support import captured_log, http_app
 
 
 class Calls:
@@ -190,14 +191,34 @@ def test_declared_body_over_limit_gets_413_without_calling_app(serve, http):
         assert_still_serving(server)
 
 
-def test_413_reaches_a_client_that_already_sent_part_of_the_body(serve, http):
-    """The client has sent head and 256 KiB of a 10 MB body before the 413: it must read the
-    413, not a connection reset (RFC 9112 section 9.6: close the write side, then drain)."""
+@pytest.mark.parametrize(
+    ("settings", "data", "status"),
+    [
+        # The client has sent head and 256 KiB of a 10 MB body before the 413: it must read the
+        # 413, not a connection reset (RFC 9112 section 9.6: close the write side, then drain).
+        pytest.param(
+            {"max_body_size": 1000},
+            request("POST", "/big", [("Content-Length", str(10_000_000))]) + b"x" * 262_144,
+            413,
+            id="413-after-part-of-the-body",
+        ),
+        # 48 KB of headers against the 32 KiB default, in one write (and, on loopback, one read).
+        pytest.param(
+            {},
+            request("GET", "/", [(f"X-Header-{index:04d}", "v" * 100) for index in range(400)]),
+            431,
+            id="431-default-head-limit-head-sent-at-once",
+        ),
+    ],
+)
+def test_over_limit_request_sent_at_once_gets_error_then_close(serve, http, settings, data, status):
+    """A request over a limit, written in one go: the client reads the error response and a
+    clean close, and the app is never called."""
     calls = Calls()
-    with serve(counting_app(calls), http=http, max_body_size=1000) as server:
+    with serve(counting_app(calls), http=http, **settings) as server:
         with RawClient(server.port) as client:
-            client.send(request("POST", "/big", [("Content-Length", str(10_000_000))]) + b"x" * 262_144)
-            assert_error_then_close(client, 413)
+            client.send(data)
+            assert_error_then_close(client, status)
         assert calls.requests == []
 
 
@@ -235,17 +256,6 @@ def test_many_headers_get_431(serve, http):
             client.send(request("GET", "/", headers[:60]))
             assert client.read_response().status == 200
         assert_still_serving(server)
-
-
-def test_default_head_limit_applies_to_a_head_sent_at_once(serve, http):
-    """48 KB of headers against the 32 KiB default, in one write (and, on loopback, one read)."""
-    calls = Calls()
-    with serve(counting_app(calls), http=http) as server:
-        headers = [(f"X-Header-{index:04d}", "v" * 100) for index in range(400)]
-        with RawClient(server.port) as client:
-            client.send(request("GET", "/", headers))
-            assert_error_then_close(client, 431)
-        assert calls.requests == []
 
 
 def test_one_huge_header_sent_slowly_gets_431(serve, http):

@@ -10,7 +10,8 @@ import time
 
 import httpx
 import pytest
-from h1_client import RawClient, chunked, http_app, read_body, request, respond
+from h1_client import RawClient, chunked, request, respond
+from support import http_app, read_body
 
 
 @http_app

@@ -7,12 +7,9 @@ a test instead of hanging it."""
 from __future__ import annotations
 
 import contextlib
-import functools
-import logging
 import socket
 import ssl
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,8 +22,8 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 from hyperframe.frame import Frame, GoAwayFrame
+from support import TIMEOUT
 
-TIMEOUT = 5.0
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # Frame type numbers (RFC 9113 section 6).
@@ -351,81 +348,8 @@ def h2_connection(port: int, context: ssl.SSLContext | None = None, **options: A
             raw.close()
 
 
-# -- apps and logs --------------------------------------------------------------------------
-
-
-def http_app(func):
-    """The app for `http` scopes only (it returns at once for lifespan: "not supported")."""
-
-    @functools.wraps(func)
-    async def app(scope, receive, send):
-        if scope["type"] == "http":
-            await func(scope, receive, send)
-
-    return app
-
-
-async def read_body(receive) -> bytes:
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client disconnected")
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
 async def respond(send, status: int = 200, body: bytes = b"", headers=None) -> None:
+    """A whole response from an app: `headers`, or a text/plain content-type without them."""
     await send({"type": "http.response.start", "status": status,
                 "headers": headers if headers is not None else [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": body})
-
-
-class LogRecords(logging.Handler):
-    """Collects records from one logger, whatever thread logs them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self.lock_ = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self.lock_:
-            self.records.append(record)
-
-    def at_least(self, level: int) -> list[logging.LogRecord]:
-        with self.lock_:
-            return [record for record in self.records if record.levelno >= level]
-
-    def tracebacks(self) -> list[logging.LogRecord]:
-        with self.lock_:
-            return [record for record in self.records if record.exc_info]
-
-    def describe(self, level: int = logging.WARNING) -> str:
-        return "\n".join(f"{r.levelname} {r.getMessage()}" for r in self.at_least(level))
-
-
-@contextlib.contextmanager
-def captured_log(name: str = "gateway.error", level: int = logging.DEBUG) -> Iterator[LogRecords]:
-    """Records of logger `name` at `level` and above (gateway's loggers do not propagate, so
-    pytest's caplog cannot see them)."""
-    logger = logging.getLogger(name)
-    handler = LogRecords()
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

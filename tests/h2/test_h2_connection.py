@@ -5,24 +5,17 @@ timeout, GOAWAY from the client honoured."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from h2_client import (
-    GOAWAY,
-    PING,
-    RST_STREAM,
-    SETTINGS,
-    TIMEOUT,
-    captured_log,
-    h2_connection,
-    read_body,
-    wait_until,
-)
+from h2_client import GOAWAY, PING, RST_STREAM, SETTINGS, H2Client, h2_connection
+from support import TIMEOUT, LogRecords, captured_log, read_body, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -99,7 +92,10 @@ def test_ping_is_answered_with_an_ack(serve):
 # -- graceful shutdown --------------------------------------------------------------------------
 
 
-def test_graceful_shutdown_lets_the_stream_in_flight_finish(serve):
+@contextlib.contextmanager
+def shutting_down_with_a_stream_in_flight(serve) -> Iterator[tuple[Gate, LogRecords, H2Client, int]]:
+    """A server (graceful_timeout 5s) stopped while stream /slow is held in its app, once its
+    GOAWAY has arrived: the app, the error log, the client and the stream's id."""
     app = Gate()
     with captured_log() as log, serve(app, graceful_timeout=5) as server, \
             h2_connection(server.port) as client:
@@ -108,6 +104,11 @@ def test_graceful_shutdown_lets_the_stream_in_flight_finish(serve):
         assert app.started.wait(TIMEOUT)
         server.stop()
         assert client.until(lambda: client.goaway is not None, 3), "no GOAWAY on shutdown"
+        yield app, log, client, stream
+
+
+def test_graceful_shutdown_lets_the_stream_in_flight_finish(serve):
+    with shutting_down_with_a_stream_in_flight(serve) as (app, log, client, stream):
         assert client.goaway.error_code == ErrorCodes.NO_ERROR
         assert client.goaway.last_stream_id == stream
         app.release.set()
@@ -122,14 +123,7 @@ def test_graceful_shutdown_lets_the_stream_in_flight_finish(serve):
 def test_graceful_shutdown_streams_racing_the_goaway_are_refused_not_fatal(serve):
     """A stream the client opens before it has seen the GOAWAY (id above last-stream-id) is
     refused or ignored (RFC 9113 section 6.8); the stream in flight still completes."""
-    app = Gate()
-    with captured_log() as log, serve(app, graceful_timeout=5) as server, \
-            h2_connection(server.port) as client:
-        client.wait_ready()
-        first = client.request("/slow")
-        assert app.started.wait(TIMEOUT)
-        server.stop()
-        assert client.until(lambda: client.goaway is not None, 3)
+    with shutting_down_with_a_stream_in_flight(serve) as (app, log, client, first):
         # The GOAWAY is held back from the client's h2, so it can still open a stream, as a
         # client whose request crossed the GOAWAY on the wire would have.
         late = client.request("/late")
@@ -150,14 +144,7 @@ def test_graceful_shutdown_accepts_frames_the_client_sends_after_the_goaway(serv
     """After its GOAWAY the server still takes the client's connection-level frames (PING,
     WINDOW_UPDATE, SETTINGS, its ACK of ours) and the stream's frames: the connection is still
     serving stream 1 (RFC 9113 section 6.8)."""
-    app = Gate()
-    with captured_log() as log, serve(app, graceful_timeout=5) as server, \
-            h2_connection(server.port) as client:
-        client.wait_ready()
-        stream = client.request("/slow")
-        assert app.started.wait(TIMEOUT)
-        server.stop()
-        assert client.until(lambda: client.goaway is not None, 3)
+    with shutting_down_with_a_stream_in_flight(serve) as (app, log, client, stream):
         client.ping(b"afterGA!")
         client.open_connection_window(100_000)
         client.conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 100_000})

@@ -25,17 +25,14 @@ from h2_client import (
     PING,
     RST_STREAM,
     SETTINGS,
-    TIMEOUT,
     WINDOW_UPDATE,
     H2Client,
-    captured_log,
     client_tls_context,
     h2_connection,
     raw_frame,
-    read_body,
     respond,
-    wait_until,
 )
+from support import TIMEOUT, captured_log, read_body, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

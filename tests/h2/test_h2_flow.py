@@ -13,24 +13,10 @@ import time
 import httpx
 import pytest
 from h2.settings import SettingCodes
-from h2_client import (
-    DATA,
-    SETTINGS,
-    TIMEOUT,
-    WINDOW_UPDATE,
-    captured_log,
-    h2_connection,
-    http_app,
-    read_body,
-    respond,
-    wait_until,
-)
+from h2_client import DATA, SETTINGS, WINDOW_UPDATE, h2_connection, respond
+from support import TIMEOUT, captured_log, http_app, read_body, tls_settings, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def tls_settings(certs, **extra):
-    return {"certfile": certs.cert_file, "keyfile": certs.key_file, **extra}
 
 
 def pattern(size: int) -> bytes:

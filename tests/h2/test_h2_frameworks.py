@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+from support import tls_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,10 +51,6 @@ STARLETTE = Starlette(routes=[
     Route("/echo", echo, methods=["POST"]),
     Route("/stream", stream),
 ])
-
-
-def tls_settings(certs):
-    return {"certfile": certs.cert_file, "keyfile": certs.key_file}
 
 
 def test_starlette_json_route_over_h2(serve, certs):

@@ -14,16 +14,8 @@ import time
 import httpx
 import pytest
 from h2.errors import ErrorCodes
-from h2_client import (
-    PREFACE,
-    SETTINGS,
-    TIMEOUT,
-    captured_log,
-    client_tls_context,
-    h2_connection,
-    http_app,
-    respond,
-)
+from h2_client import PREFACE, SETTINGS, client_tls_context, h2_connection, respond
+from support import TIMEOUT, captured_log, http_app, tls_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -45,10 +37,6 @@ async def version_app(scope, receive, send):
     """Answers with the HTTP version and scheme the app saw."""
     body = f"{scope['http_version']} {scope['scheme']}".encode()
     await respond(send, 200, body)
-
-
-def tls_settings(certs, **extra):
-    return {"certfile": certs.cert_file, "keyfile": certs.key_file, **extra}
 
 
 def tls_handshake(port: int, context: ssl.SSLContext) -> str | None:

@@ -12,24 +12,18 @@ import httpx
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from h2_client import (
-    RST_STREAM,
-    SETTINGS,
+from h2_client import RST_STREAM, SETTINGS, client_tls_context, h2_connection, respond
+from support import (
     TIMEOUT,
+    assert_request_target,
     captured_log,
-    client_tls_context,
-    h2_connection,
     http_app,
     read_body,
-    respond,
+    tls_settings,
     wait_until,
 )
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def tls_settings(certs, **extra):
-    return {"certfile": certs.cert_file, "keyfile": certs.key_file, **extra}
 
 
 class ScopeRecorder:
@@ -63,12 +57,7 @@ def test_scope_over_tls(serve, certs):
     assert scope["type"] == "http"
     assert scope["http_version"] == "2"
     assert scope["asgi"]["version"] == "3.0"
-    assert scope["method"] == "GET"
-    assert scope["scheme"] == "https"
-    assert scope["path"] == "/café/a/b"
-    assert scope["raw_path"] == b"/caf%C3%A9/a%2Fb"
-    assert scope["query_string"] == b"x=1&y=%20z"
-    assert scope["root_path"] == ""
+    assert_request_target(scope, "GET", "https", "/café/a/b", b"/caf%C3%A9/a%2Fb", b"x=1&y=%20z")
     headers = scope["headers"]
     assert all(type(name) is bytes and type(value) is bytes for name, value in headers)
     assert not [name for name, _ in headers if name.startswith(b":")], headers

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from h2.settings import SettingCodes
-from h2_client import DATA, HEADERS, captured_log, h2_connection, http_app, read_body
+from h2_client import DATA, HEADERS, h2_connection
+from support import captured_log, http_app, read_body
 
 pytestmark = pytest.mark.timeout(30)
 

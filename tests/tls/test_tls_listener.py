@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trustme
 from cryptography import x509
-from support import read_response
+from support import read_response, tls_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -33,10 +33,6 @@ class TLSRecorder:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": scope["scheme"].encode()})
-
-
-def tls_settings(certs, **extra: Any) -> dict[str, Any]:
-    return {"certfile": certs.cert_file, "keyfile": certs.key_file, **extra}
 
 
 @contextlib.contextmanager
