@@ -113,6 +113,30 @@ def split_target(target: bytes, root_path: str) -> tuple[str, bytes, bytes]:
     return path, raw_path, query
 
 
+def http_scope(http_version: str, server: Any, client: Any, scheme: str, method: str,
+               target: bytes, headers: list[tuple[bytes, bytes]], root_path: str,
+               lifespan_state: dict[str, Any], extensions: dict[str, Any]) -> dict[str, Any]:
+    """The HTTP connection scope, exactly the keys the ASGI spec lists. `extensions` is the
+    connection's dict, shared by its requests; `state` is a fresh copy of the lifespan state."""
+    path, raw_path, query = split_target(target, root_path)
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": http_version,
+        "server": server,
+        "client": client,
+        "scheme": scheme,
+        "method": method,
+        "root_path": root_path,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": headers,
+        "state": lifespan_state.copy(),
+        "extensions": extensions,
+    }
+
+
 class Exchange:
     """One request/response cycle between a carrier and an ASGI app."""
 

@@ -14,15 +14,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..asgi import (
-    ASGI_VERSION,
     BODY_HIGH_WATER,
     EARLY_HINT_EXTENSION,
     HEAD_PENDING,
     START,
     Exchange,
     ResponseFramingError,
+    http_scope,
     scope_address,
-    split_target,
 )
 from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from ..logs import access_logger, address_text, error_logger
@@ -197,23 +196,10 @@ class H1Protocol(asyncio.Protocol):
             if self.upgrade is not None:
                 return
         state = self.state
-        path, raw_path, query = split_target(_origin_form(target), state.root_path)
-        scope = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": http_version,
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method,
-            "root_path": state.root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": state.lifespan_state.copy(),
-            "extensions": self.extensions,
-        }
+        scope = http_scope(
+            http_version, self.server, self.client, self.scheme, method, _origin_form(target),
+            headers, state.root_path, state.lifespan_state, self.extensions,
+        )
         exchange = Exchange(self, scope, not body_expected, expect_continue, state.log_access)
         if body_expected:
             self.incoming = exchange

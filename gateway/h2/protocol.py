@@ -22,14 +22,13 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ..asgi import (
-    ASGI_VERSION,
     EARLY_HINT_EXTENSION,
     PUSH_EXTENSION,
     TRAILERS_EXTENSION,
     Exchange,
     ResponseFramingError,
+    http_scope,
     scope_address,
-    split_target,
 )
 from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from ..logs import address_text, error_logger
@@ -194,23 +193,11 @@ class H2Protocol(asyncio.Protocol):
             headers.insert(0, (b"host", authority))
         state = self.state
         base = self.base_scope
-        path_text, raw_path, query = split_target(path, state.root_path)
-        scope = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": "2",
-            "server": base["server"],
-            "client": base["client"],
-            "scheme": scheme.decode("ascii") if scheme else base["scheme"],
-            "method": method.decode("ascii"),
-            "root_path": state.root_path,
-            "path": path_text,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": state.lifespan_state.copy(),
-            "extensions": base["extensions"],
-        }
+        scope = http_scope(
+            "2", base["server"], base["client"],
+            scheme.decode("ascii") if scheme else base["scheme"], method.decode("ascii"), path,
+            headers, state.root_path, state.lifespan_state, base["extensions"],
+        )
         exchange = Exchange(self, scope, ended, False, state.log_access, stream_id)
         stream = Stream(exchange)
         stream.no_body = method == b"HEAD"
