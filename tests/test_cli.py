@@ -11,6 +11,10 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import httpx
 import pytest
 from conftest import run_cli
@@ -152,6 +156,14 @@ USER_ERRORS = {
     "bind-without-port": (["-b", "localhost", "hello:app"], ["localhost"]),
     "bind-port-too-large": (["-b", "127.0.0.1:70000", "hello:app"], ["70000"]),
     "bind-ipv6-without-brackets": (["-b", "::1:8000", "hello:app"], ["::1:8000"]),
+    "h2-frame-size-too-small": (["--h2-max-frame-size", "100", "hello:app"],
+                                ["--h2-max-frame-size"]),
+    "h2-window-too-large": (["--h2-initial-window-size", str(2**31), "hello:app"],
+                            ["--h2-initial-window-size"]),
+    "h2-streams-zero": (["--h2-max-concurrent-streams", "0", "hello:app"],
+                        ["--h2-max-concurrent-streams"]),
+    "negative-send-timeout": (["--send-timeout", "-5", "hello:app"], ["--send-timeout"]),
+    "unknown-http-engine": (["--http", "h3", "hello:app"], ["h3"]),
 }
 
 
@@ -311,3 +323,21 @@ def test_dev_tls_serves_https_trusted_by_the_dev_ca(tmp_path, project, gateway_c
     assert returncode == 0, output
     assert str(ca.absolute()) in output  # where the CA is, to trust it
     assert "Traceback" not in output
+
+
+def test_h2_flags_reach_the_wire(project, gateway_cli):
+    process = gateway_cli("-b", "127.0.0.1:0", "--h2-max-concurrent-streams", "7",
+                          "--h2-initial-window-size", "70000", "hello:app", cwd=project)
+    port = process.wait_listening()
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    client.initiate_connection()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(client.data_to_send())
+        events = client.receive_data(sock.recv(65536))
+    (changed,) = [e for e in events if isinstance(e, h2.events.RemoteSettingsChanged)]
+    settings = {code: item.new_value for code, item in changed.changed_settings.items()}
+    assert settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == 7
+    assert settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] == 70000
+    assert process.stop()[0] == 0
