@@ -578,22 +578,22 @@ def venv_python_version() -> str:
         return "?"
 
 
-def wrk_version() -> str:
+def tool_version(command: list[str], pattern: str) -> str:
+    """The version a load generator prints, for the report header ("?" if it will not say)."""
     try:
-        out = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        out = subprocess.run(command, capture_output=True, text=True)
     except OSError:
         return "?"
-    match = re.search(r"wrk (?:debian/)?(\S+)", out.stdout + out.stderr)
+    match = re.search(pattern, out.stdout + out.stderr)
     return match.group(1) if match else "?"
+
+
+def wrk_version() -> str:
+    return tool_version(["wrk", "-v"], r"wrk (?:debian/)?(\S+)")
 
 
 def h2load_version() -> str:
-    try:
-        out = subprocess.run(["h2load", "--version"], capture_output=True, text=True)
-    except OSError:
-        return "?"
-    match = re.search(r"nghttp2/(\S+)", out.stdout + out.stderr)
-    return match.group(1) if match else "?"
+    return tool_version(["h2load", "--version"], r"nghttp2/(\S+)")
 
 
 def load_line(scenarios: Sequence[Scenario], args: argparse.Namespace) -> str:
