@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from .fields import has_control_characters
 from .loading import ASGIApp, Message
 from .logs import access_logger, error_logger
 
@@ -294,13 +295,13 @@ class Exchange:
         if kind == EARLY_HINT_EXTENSION:
             if self.state is not START:
                 raise ASGIMessageError("'http.response.early_hint' must come before the response")
-            links = message.get("links", ())
-            if not all(type(link) is bytes for link in links):
-                raise ASGIMessageError("'http.response.early_hint' field 'links' must be bytes")
-            try:
-                self.carrier.send_early_hint(self, list(links))
-            except ValueError as exc:
-                raise ASGIMessageError(f"'http.response.early_hint' field 'links': {exc}") from None
+            links = list(message.get("links", ()))
+            for link in links:
+                if type(link) is not bytes or has_control_characters(link):
+                    raise ASGIMessageError(
+                        f"'http.response.early_hint' field 'links': {link!r} is not a header value"
+                    )
+            self.carrier.send_early_hint(self, links)
         else:
             path = message.get("path")
             if type(path) is not str or not path.startswith("/"):

@@ -23,7 +23,7 @@ from ..asgi import (
     http_scope,
     scope_address,
 )
-from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
+from ..config import ConfigError
 from ..logs import access_logger, address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
@@ -45,8 +45,6 @@ def engine_class(name: str) -> type:
     if name == "h11" or (name == "auto" and HttptoolsEngine is None):
         return H11Engine
     if HttptoolsEngine is None:
-        from ..config import ConfigError
-
         raise ConfigError("--http httptools needs httptools: pip install 'gateway[standard]'")
     return HttptoolsEngine
 
@@ -132,7 +130,7 @@ class H1Protocol(asyncio.Protocol):
             self.sniffed = head
             return b""
         switch, self.switch_to_h2, self.sniffed = self.switch_to_h2, None, b""
-        if head.startswith(H2_PREFACE) and self.current is None:
+        if head.startswith(H2_PREFACE):
             self.state.connections.discard(self)
             self.closing = True
             switch(self.transport, head)  # type: ignore[misc,arg-type]
@@ -150,9 +148,6 @@ class H1Protocol(asyncio.Protocol):
         self.state.connections.discard(self)
         self.closing = True
         self.h2c.upgrade(self.transport, upgrade, rest)  # type: ignore[arg-type]
-
-    def eof_received(self) -> bool | None:
-        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -278,9 +273,6 @@ class H1Protocol(asyncio.Protocol):
         """103 Early Hints (RFC 8297), to HTTP/1.1 clients only: HTTP/1.0 knows no 1xx."""
         if self.closing or exchange is not self.current or exchange.scope["http_version"] != "1.1":
             return
-        for link in links:
-            if has_control_characters(link):
-                raise ValueError(CONTROL_CHARACTERS_MESSAGE)
         hints = [(b"link", link) for link in links]
         self.transport.write(self.engine.informational(103, hints))  # type: ignore[union-attr]
 

@@ -30,7 +30,6 @@ from ..asgi import (
     http_scope,
     scope_address,
 )
-from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from ..logs import address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
@@ -237,7 +236,6 @@ class H2Protocol(asyncio.Protocol):
         """The client reset the stream, or it is gone: its app sees a disconnect."""
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
-            stream.closed = True
             stream.exchange.feed_disconnect()
             wake(stream)
             self._check_idle()
@@ -275,7 +273,7 @@ class H2Protocol(asyncio.Protocol):
                    more_body: bool) -> None:
         stream_id = exchange.carrier_key
         stream = self.streams.get(stream_id)
-        if stream is None or stream.closed or self.closing:
+        if stream is None or self.closing:
             return
         state = self.state
         out, length = response_fields(status, headers, bool(state.server_line), state.date_value)
@@ -300,7 +298,7 @@ class H2Protocol(asyncio.Protocol):
     def write_body(self, exchange: Exchange, body: bytes, more_body: bool) -> None:
         stream_id = exchange.carrier_key
         stream = self.streams.get(stream_id)
-        if stream is None or stream.closed or self.closing:
+        if stream is None or self.closing:
             return
         self._write(stream_id, stream, body, more_body)
         self._flush_soon()
@@ -308,7 +306,7 @@ class H2Protocol(asyncio.Protocol):
     def write_trailers(self, exchange: Exchange, headers: Iterable[Any]) -> None:
         stream_id = exchange.carrier_key
         stream = self.streams.get(stream_id)
-        if stream is None or stream.closed or self.closing:
+        if stream is None or self.closing:
             return
         try:
             self.conn.send_headers(stream_id, plain_fields(headers), end_stream=True)
@@ -320,13 +318,10 @@ class H2Protocol(asyncio.Protocol):
 
     def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None:
         stream = self.streams.get(exchange.carrier_key)
-        if stream is None or stream.closed or self.closing:
+        if stream is None or self.closing:
             return
         headers = [(b":status", b"103")]
-        for link in links:
-            if has_control_characters(link):
-                raise ValueError(CONTROL_CHARACTERS_MESSAGE)
-            headers.append((b"link", link))
+        headers.extend((b"link", link) for link in links)
         self.conn.send_headers(exchange.carrier_key, headers)
         self._flush_soon()
 
@@ -334,7 +329,7 @@ class H2Protocol(asyncio.Protocol):
         """PUSH_PROMISE a GET for `path`, then serve it with the app like any request."""
         stream_id = exchange.carrier_key
         stream = self.streams.get(stream_id)
-        if stream is None or stream.closed or self.closing or self.goaway_sent:
+        if stream is None or self.closing or self.goaway_sent:
             return
         if not self.conn.remote_settings.enable_push:
             return
@@ -379,7 +374,6 @@ class H2Protocol(asyncio.Protocol):
         stream = self.streams.pop(stream_id, None)
         exchange.feed_disconnect()
         if stream is not None and not self.closing:
-            stream.closed = True
             wake(stream)
             try:
                 self.conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
@@ -477,17 +471,14 @@ class H2Protocol(asyncio.Protocol):
             self._drop_stream(stream_id)
 
     def _response_sent(self, stream_id: int, stream: Stream) -> None:
-        stream.closed = True
-        if stream.exchange.body_complete:
-            self._forget(stream_id)
-        else:
+        if not stream.exchange.body_complete:
             # RFC 9113 section 8.1: the response is complete, the rest of the body is not needed.
             try:
                 self.conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
             except h2.exceptions.StreamClosedError:
                 pass
             stream.exchange.feed_end()
-            self._forget(stream_id)
+        self._forget(stream_id)
 
     def _forget(self, stream_id: int) -> None:
         stream = self.streams.pop(stream_id, None)

@@ -9,11 +9,10 @@ from ..asgi import Exchange
 
 
 class Stream:
-    """The wire side of one stream's response."""
+    """The wire side of one stream's response; it lives in the protocol's stream table until
+    the response is sent or the stream is reset."""
 
-    __slots__ = (
-        "exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "closed", "stalled_since",
-    )
+    __slots__ = ("exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "stalled_since")
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -22,7 +21,6 @@ class Stream:
         self.waiter: asyncio.Future[None] | None = None
         self.remaining: int | None = None  # declared Content-Length still to send
         self.no_body = False
-        self.closed = False
         self.stalled_since: float | None = None  # when the peer's window last ran out
 
 
