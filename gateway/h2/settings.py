@@ -11,6 +11,7 @@ import h2.connection
 import h2.settings
 
 from ..config import Config
+from .hpack_cache import CachingDecoder, CachingEncoder
 
 
 def server_connection(config: Config) -> h2.connection.H2Connection:
@@ -21,6 +22,8 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
         validate_outbound_headers=False, normalize_outbound_headers=False,
     )
     conn = h2.connection.H2Connection(config=h2_config)
+    conn.encoder = CachingEncoder()
+    conn.decoder = CachingDecoder()
     conn.local_settings = h2.settings.Settings(
         client=False,
         initial_values={
