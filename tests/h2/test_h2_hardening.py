@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 import time
 
 import h2.config
@@ -13,7 +14,9 @@ import h2.events
 import h2.settings
 import hpack
 import httpx
+import pytest
 from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
 
 REQUEST = [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"http"), (b":authority", b"test")]
 
@@ -94,7 +97,7 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big") + payload
 
 
-HEADERS, PING, CONTINUATION = 0x1, 0x6, 0x9
+HEADERS, SETTINGS, PING, CONTINUATION = 0x1, 0x4, 0x6, 0x9
 END_STREAM, END_HEADERS = 0x1, 0x4
 
 
@@ -138,13 +141,18 @@ def test_hpack_bomb_is_refused(serve):
         assert still_serves(server)
 
 
-def test_ping_flood_from_a_client_that_never_reads_is_bounded(serve):
-    """Each PING owes an ACK; a client that never reads them is stopped being read from."""
+@pytest.mark.parametrize("flood_frame", [
+    frame(PING, 0, 0, b"12345678"),
+    frame(SETTINGS, 0, 0, struct.pack(">HI", SettingCodes.INITIAL_WINDOW_SIZE, 65535)),
+], ids=["ping", "settings"])
+def test_flood_from_a_client_that_never_reads_is_bounded(serve, flood_frame):
+    """Each PING and each SETTINGS owes an ACK; a client that never reads them is stopped being
+    read from."""
     with serve(slow_app) as server:
         sock, _ = client(server.port)
         with sock:
             sock.settimeout(2)
-            pings = b"".join(frame(PING, 0, 0, b"12345678") for _ in range(4096))
+            pings = flood_frame * 4096
             pushed = 0
             stalled = False
             deadline = time.monotonic() + 30
@@ -162,5 +170,5 @@ def test_ping_flood_from_a_client_that_never_reads_is_bounded(serve):
                 default=0,
             )
             assert stalled, f"the server kept reading a client that never reads ({pushed} bytes)"
-            assert owed < 1024 * 1024, f"{owed} bytes of PING ACKs held for a client that never reads"
+            assert owed < 1024 * 1024, f"{owed} bytes of ACKs held for a client that never reads"
             assert still_serves(server)
