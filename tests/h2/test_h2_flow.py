@@ -1,7 +1,7 @@
 """Flow control both ways. Request bodies: the stream window is granted as the app reads, so an
 app that does not read stops the client. Responses: the app's `send` waits while the client's
 window is closed, and DATA frames never exceed the client's max frame size. Large transfers
-with httpx arrive intact."""
+with httpx are in test_h2_large_transfers.py."""
 
 from __future__ import annotations
 
@@ -10,18 +10,13 @@ import hashlib
 import threading
 import time
 
-import httpx
 import pytest
+from apps.transfer import pattern
 from h2.settings import SettingCodes
 from h2_client import DATA, SETTINGS, WINDOW_UPDATE, h2_connection, respond
-from support import TIMEOUT, captured_log, http_app, read_body, tls_settings, wait_until
+from support import TIMEOUT, http_app, read_body, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def pattern(size: int) -> bytes:
-    block = hashlib.sha256(b"gateway").digest() * 2048  # 64 KiB, not periodic at 256 bytes
-    return (block * (size // len(block) + 1))[:size]
 
 
 # -- request bodies -----------------------------------------------------------------------------
@@ -229,72 +224,6 @@ def test_connection_window_is_shared_by_streams(serve):
         client.ack(b, len(client.streams[b].data))
         assert bytes(client.response(a).data) == app.body
         assert bytes(client.response(b).data) == app.body
-
-
-# -- large transfers with httpx -------------------------------------------------------------------
-
-SIZE = 64 * 1024 * 1024
-CHUNK = 1024 * 1024
-
-
-@http_app
-async def transfer_app(scope, receive, send):
-    if scope["method"] == "GET":
-        block = pattern(CHUNK)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(SIZE).encode())]})
-        for n in range(SIZE // CHUNK):
-            await send({"type": "http.response.body", "body": block, "more_body": n < SIZE // CHUNK - 1})
-        return
-    digest = hashlib.sha256()
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        digest.update(message["body"])
-        total += len(message["body"])
-        if not message["more_body"]:
-            break
-    await respond(send, 200, f"{total} {digest.hexdigest()}".encode())
-
-
-def test_64mib_download_over_h2(serve, certs):
-    expected = hashlib.sha256(pattern(CHUNK) * (SIZE // CHUNK)).hexdigest()
-    with serve(transfer_app, **tls_settings(certs)) as server, \
-            httpx.Client(verify=certs.client_context(), http2=True, timeout=20) as client:
-        started = time.monotonic()
-        digest = hashlib.sha256()
-        total = 0
-        with client.stream("GET", f"https://localhost:{server.port}/download") as response:
-            assert response.http_version == "HTTP/2"
-            for chunk in response.iter_raw():
-                digest.update(chunk)
-                total += len(chunk)
-        elapsed = time.monotonic() - started
-    assert total == SIZE
-    assert digest.hexdigest() == expected
-    assert elapsed < 25
-
-
-def test_64mib_upload_over_h2(serve, certs):
-    block = pattern(CHUNK)
-    expected = hashlib.sha256(block * (SIZE // CHUNK)).hexdigest()
-
-    def body():
-        for _ in range(SIZE // CHUNK):
-            yield block
-
-    with captured_log() as log, serve(transfer_app, **tls_settings(certs)) as server, \
-            httpx.Client(verify=certs.client_context(), http2=True, timeout=20) as client:
-        started = time.monotonic()
-        response = client.post(f"https://localhost:{server.port}/upload", content=body(),
-                               headers={"content-length": str(SIZE)})
-        elapsed = time.monotonic() - started
-    assert response.http_version == "HTTP/2"
-    assert response.text == f"{SIZE} {expected}"
-    assert elapsed < 25
-    assert not log.tracebacks()
 
 
 def test_upload_to_a_slow_reader_is_held_back(serve):
