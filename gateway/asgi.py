@@ -138,6 +138,27 @@ def http_scope(http_version: str, server: Any, client: Any, scheme: str, method:
     }
 
 
+def websocket_scope(http: dict[str, Any], subprotocols: list[str],
+                    extensions: dict[str, Any]) -> dict[str, Any]:
+    """The WebSocket connection scope for a handshake request whose HTTP scope is `http`."""
+    return {
+        "type": "websocket",
+        "asgi": ASGI_VERSION,
+        "http_version": http["http_version"],
+        "server": http["server"],
+        "client": http["client"],
+        "scheme": "wss" if http["scheme"] == "https" else "ws",
+        "root_path": http["root_path"],
+        "path": http["path"],
+        "raw_path": http["raw_path"],
+        "query_string": http["query_string"],
+        "headers": http["headers"],
+        "subprotocols": subprotocols,
+        "state": http["state"],
+        "extensions": extensions,
+    }
+
+
 class Exchange:
     """One request/response cycle between a carrier and an ASGI app."""
 
@@ -325,6 +346,14 @@ class Exchange:
         if self.carrier.write_paused:
             await self.carrier.drain(self)
 
+    def switched(self, status: int) -> None:
+        """The request was answered by a protocol switch (a WebSocket accepted): the HTTP
+        exchange is over, and is logged with that status."""
+        self.state = DONE
+        self.status = status
+        if self.log_access:
+            self._log_access()
+
     def _response_done(self) -> None:
         if self._waiter is not None:
             self._wake()
@@ -343,7 +372,7 @@ class Exchange:
                 self.carrier.abort(self)
             raise
         except BaseException as exc:
-            self._app_failed(exc)
+            self.app_failed(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -354,7 +383,8 @@ class Exchange:
                 error_logger.error("ASGI app returned without completing the response %s", self._what())
                 self.carrier.abort(self)
 
-    def _app_failed(self, exc: BaseException) -> None:
+    def app_failed(self, exc: BaseException) -> None:
+        """Log the app's exception; answer 500 if no response has begun, else abort."""
         if isinstance(exc, ClientDisconnected) and self.disconnected:
             error_logger.debug("client went away during %s", self._what())
             return

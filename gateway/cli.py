@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     h2.add_argument("--h2-max-header-list-size", type=int, default=64 * 1024, metavar="BYTES",
                     help="largest request head a client may send (default: 65536)")
 
+    ws = parser.add_argument_group("WebSocket")
+    ws.add_argument("--ws-max-size", type=int, default=16 * 1024 * 1024, metavar="BYTES",
+                    help="larger messages close the WebSocket with 1009 (default: 16777216)")
+    ws.add_argument("--ws-ping-interval", type=float, default=20.0, metavar="SECONDS",
+                    help="ping an idle peer this often; 0 turns pings off (default: 20)")
+    ws.add_argument("--ws-ping-timeout", type=float, default=20.0, metavar="SECONDS",
+                    help="a peer that does not answer a ping this soon is dropped (default: 20)")
+    ws.add_argument("--ws-per-message-deflate", type=_boolean, default=True, metavar="true|false",
+                    help="permessage-deflate compression when the client offers it (default: true)")
+
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--certfile", metavar="FILE", help="PEM certificate (chain) to serve HTTPS")
     tls.add_argument("--keyfile", metavar="FILE", help="PEM private key for --certfile")
@@ -164,6 +174,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         h2_initial_window_size=args.h2_initial_window_size,
         h2_max_frame_size=args.h2_max_frame_size,
         h2_max_header_list_size=args.h2_max_header_list_size,
+        ws_max_size=args.ws_max_size,
+        ws_ping_interval=args.ws_ping_interval,
+        ws_ping_timeout=args.ws_ping_timeout,
+        ws_per_message_deflate=args.ws_per_message_deflate,
     )
 
 
@@ -198,6 +212,15 @@ def _certs(argv: list[str]) -> None:
     print(("created" if created else "reusing") + f" development certificates in {certs.directory}")
     print(f"  certificate: {certs.cert}\n  key:         {certs.key}\n  CA:          {certs.ca_cert}")
     print(trust_instructions(certs))
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
 
 def _fail(message: str) -> NoReturn:

@@ -100,6 +100,11 @@ class Config:
     h2_max_frame_size: int = 16 * 1024
     h2_max_header_list_size: int = 64 * 1024
 
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    ws_per_message_deflate: bool = True
+
     def __post_init__(self) -> None:
         if isinstance(self.bind, str):
             self.bind = [self.bind]
@@ -130,9 +135,11 @@ class Config:
         if not self.bind:
             raise ConfigError("at least one --bind address is needed")
         self.binds  # noqa: B018 - parsing is the validation
-        for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout", "send_timeout"):
+        for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout", "send_timeout",
+                     "ws_ping_interval", "ws_ping_timeout"):
             _non_negative(name, getattr(self, name))
-        for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size"):
+        for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size",
+                     "ws_max_size"):
             _positive_int(name, getattr(self, name))
         if not 1 <= self.h2_initial_window_size <= 2**31 - 1:
             raise ConfigError("invalid --h2-initial-window-size: it must be from 1 to 2147483647")

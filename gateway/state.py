@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from .config import Config
 from .loading import ASGIApp
+from .ws.session import WebSocketSettings
 
 
 class Connection(Protocol):
@@ -40,6 +41,10 @@ class ServerState:
         self.max_body_size = config.max_body_size
         self.keep_alive_timeout = config.keep_alive_timeout
         self.server_line = b"server: gateway\r\n" if config.server_header else b""
+        self.ws_settings = WebSocketSettings(
+            config.ws_max_size, config.ws_ping_interval or None, config.ws_ping_timeout or None,
+            config.ws_per_message_deflate,
+        )
         self.date_line = b""
         self.date_value = b""
         self.shutting_down = False

@@ -173,13 +173,15 @@ def _join_lines(lines: list[bytes]) -> bytes:
     return block + b"\r\n\r\n"
 
 
-def simple_response(status: int, reason: str, server_line: bytes, date_line: bytes) -> bytes:
+def simple_response(status: int, reason: str, server_line: bytes, date_line: bytes,
+                    headers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
     """A complete error response that closes the connection, written without an engine because
     the engine may be the thing that failed."""
     phrase = status_line(status)[13:-2].decode("latin-1")
     body = f"{phrase}: {reason}\n".encode("utf-8", "replace")
     return b"".join((
         status_line(status), server_line, date_line,
+        *(name + b": " + value + b"\r\n" for name, value in headers),
         b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(body),
         b"connection: close\r\n\r\n", body,
     ))

@@ -17,10 +17,11 @@ Headers = list[tuple[bytes, bytes]]
 class RequestError(Exception):
     """The client's request cannot be served; `status` is the 4xx/5xx to answer with."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: Headers | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers or []  # sent with the error response
 
 
 class RequestHandler(Protocol):

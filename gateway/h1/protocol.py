@@ -27,9 +27,12 @@ from ..config import ConfigError
 from ..logs import access_logger, address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
+from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request, wants_websocket
+from ..ws.session import WebSocketSession
 from .encode import simple_response
 from .engine import BodyLengthError, Headers, RequestError
 from .h2c import H2CSwitch, H2CUpgrade
+from .websocket import H1WebSocket
 
 try:
     from .httptools_engine import HttptoolsEngine
@@ -61,6 +64,9 @@ class H1Protocol(asyncio.Protocol):
         self.switch_to_h2 = h2c.prior_knowledge if h2c is not None else None
         self.sniffed = b""
         self.upgrade: H2CUpgrade | None = None
+        # A WebSocket handshake waiting for the app; bytes after it are kept for the session.
+        self.websocket: H1WebSocket | None = None
+        self.websocket_early = b""
         self.engine_class = engine
         self.tls_info = tls_info
         self.loop = asyncio.get_running_loop()
@@ -107,6 +113,9 @@ class H1Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.broken:
             return
+        if self.websocket is not None:
+            self.websocket_early += data
+            return
         if self.switch_to_h2 is not None:
             data = self._sniff_preface(data)
             if not data:
@@ -152,6 +161,8 @@ class H1Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
+        if self.websocket is not None and self.websocket.session is not None:
+            self.websocket.session.feed_disconnect()
         for exchange in (self.current, self.incoming):
             if exchange is not None:
                 exchange.feed_disconnect()
@@ -186,10 +197,14 @@ class H1Protocol(asyncio.Protocol):
                 raise RequestError(413, f"request body larger than {max_body} bytes")
         if hosts != 1 and (hosts > 1 or http_version == "1.1"):
             raise RequestError(400, "a request needs exactly one Host header")
-        if upgrade and self.h2c is not None and self.current is None and not self.pipeline:
-            self.upgrade = H2CUpgrade.requested(method, target, headers)
-            if self.upgrade is not None:
+        if upgrade and self.current is None and not self.pipeline:
+            if wants_websocket(headers):
+                self._open_websocket(method, target, http_version, headers)
                 return
+            if self.h2c is not None:
+                self.upgrade = H2CUpgrade.requested(method, target, headers)
+                if self.upgrade is not None:
+                    return
         state = self.state
         scope = http_scope(
             http_version, self.server, self.client, self.scheme, method, _origin_form(target),
@@ -229,6 +244,39 @@ class H1Protocol(asyncio.Protocol):
         if exchange is not None:
             self.incoming = None
             exchange.feed_end()
+
+    def _open_websocket(self, method: str, target: bytes, http_version: str, headers: Headers) -> None:
+        """RFC 6455 section 4.2: the app is called with a websocket scope; reading stops until
+        it accepts (the connection goes to H1WebSocket) or denies (an HTTP response, then
+        close)."""
+        try:
+            if http_version != "1.1":
+                raise HandshakeError(f"a WebSocket handshake needs HTTP/1.1, not HTTP/{http_version}")
+            request = read_request(method, headers, http2=False)
+        except HandshakeError as exc:
+            raise RequestError(400, str(exc), [VERSION_FIELD]) from None
+        state = self.state
+        scope = http_scope(
+            http_version, self.server, self.client, self.scheme, method, _origin_form(target),
+            headers, state.root_path, state.lifespan_state, self.extensions,
+        )
+        exchange = Exchange(self, scope, True, False, state.log_access)
+        assert request.key is not None
+        carrier = H1WebSocket(self, request.key)
+        session = carrier.session = WebSocketSession(carrier, exchange, request, state.ws_settings)
+        self.websocket = carrier
+        self.current = exchange
+        self.current_keep_alive = False
+        self._pause_reading()
+        state.start_app(session.run(state.app))
+
+    def hand_over(self) -> bytes:
+        """The WebSocket was accepted: this protocol lets go of the connection, and returns the
+        bytes read after the handshake request."""
+        self.closing = True
+        self.current = None
+        self.state.connections.discard(self)
+        return self.engine.upgrade_tail() + self.websocket_early
 
     # -- the exchange's carrier calls ----------------------------------------------------
 
@@ -291,6 +339,8 @@ class H1Protocol(asyncio.Protocol):
     # -- connection management ----------------------------------------------------------
 
     def shutdown(self) -> None:
+        if self.websocket is not None and self.websocket.session is not None:
+            self.websocket.session.shutdown()  # closes with 1001 if the app accepts
         if self.current is None and not self.pipeline:
             self._close()
 
@@ -357,7 +407,7 @@ class H1Protocol(asyncio.Protocol):
     def _send_error(self, exc: RequestError) -> None:
         state = self.state
         self.transport.write(  # type: ignore[union-attr]
-            simple_response(exc.status, exc.reason, state.server_line, state.date_line)
+            simple_response(exc.status, exc.reason, state.server_line, state.date_line, exc.headers)
         )
         if state.log_access:
             access_logger.info('%s - "-" %d', address_text(self.client), exc.status)

@@ -1,0 +1,125 @@
+"""HTTP/1.1's side of a WebSocket (RFC 6455): the 101 answer, then the connection's bytes.
+
+The HTTP/1.1 connection parses the upgrade request and stops reading; the app decides. On
+accept this object writes the 101, takes the transport over from the HTTP/1.1 protocol and
+carries the session's frames until the close. On a denial the HTTP/1.1 connection answers as
+for any request and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..state import ServerState
+from ..ws.handshake import accept_value
+from ..ws.session import WebSocketSession
+
+if TYPE_CHECKING:
+    from .protocol import H1Protocol
+
+_SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+
+
+class H1WebSocket(asyncio.Protocol):
+    """The transport's protocol once the 101 is sent; the session's carrier from the start."""
+
+    def __init__(self, h1: H1Protocol, key: bytes) -> None:
+        self.h1 = h1
+        self.key = key
+        self.state: ServerState = h1.state
+        self.transport: asyncio.Transport = h1.transport  # type: ignore[assignment]
+        self.session: WebSocketSession | None = None
+        self.write_paused = False
+        self.closing = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # -- the session's carrier calls -----------------------------------------------------
+
+    def accept(self, session: WebSocketSession, headers: list[tuple[bytes, bytes]]) -> None:
+        h1 = self.h1
+        if h1.closing:
+            return
+        state = self.state
+        head = [_SWITCHING, b"sec-websocket-accept: ", accept_value(self.key), b"\r\n",
+                state.server_line, state.date_line]
+        for name, value in headers:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        transport = self.transport
+        transport.write(b"".join(head))
+        session.exchange.switched(101)
+        tail = h1.hand_over()
+        state.connections.add(self)
+        self.write_paused = h1.write_paused
+        transport.set_protocol(self)
+        if tail:
+            session.feed_data(tail)
+        if not self.closing:
+            transport.resume_reading()
+
+    def send_frames(self, session: WebSocketSession, data: bytes) -> None:
+        if not self.closing:
+            self.transport.write(data)
+
+    async def drain(self, session: WebSocketSession) -> None:
+        if not self.write_paused or self.closing:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    def pause_reading(self, session: WebSocketSession) -> None:
+        if not self.closing:
+            self.transport.pause_reading()
+
+    def resume_reading(self, session: WebSocketSession) -> None:
+        if not self.closing:
+            self.transport.resume_reading()
+
+    def close(self, session: WebSocketSession) -> None:
+        if not self.closing:
+            self.closing = True
+            self.transport.close()
+
+    # -- asyncio callbacks ----------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is not None and not self.closing:
+            self.session.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.state.connections.discard(self)
+        if self.session is not None:
+            self.session.feed_disconnect()
+        self.write_paused = False
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain()
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the server's connection management ------------------------------------------------
+
+    def shutdown(self) -> None:
+        if self.session is not None:
+            self.session.shutdown()
+
+    def close_if_idle_since(self, deadline: float) -> None:
+        """An open WebSocket is never idle: pings (--ws-ping-interval) find dead peers."""
+
+    def force_close(self) -> None:
+        self.closing = True
+        self.transport.abort()

@@ -1,0 +1,445 @@
+"""One WebSocket, as the ASGI app sees it, over either carrier.
+
+The session knows the ASGI websocket spec and wsproto's frames; the carrier (an HTTP/1.1
+connection after its 101, or an HTTP/2 extended CONNECT stream) only moves bytes. Until the
+app accepts, the session holds an HTTP `Exchange` for the same request: a denial (a close
+before accept, `websocket.http.response.*`, an app error) is an ordinary HTTP response written
+by the carrier's HTTP code, access log included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.frame_protocol import CloseReason
+
+from ..asgi import ASGIMessageError, ClientDisconnected, Exchange, websocket_scope
+from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
+from ..loading import ASGIApp, Message
+from ..logs import error_logger
+from .handshake import WebSocketRequest, negotiate_deflate
+
+HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+
+# Received message bytes held for an app that is not reading before the carrier stops reading.
+_INBOX_HIGH_WATER = 1024 * 1024
+# How long a close we sent waits for the peer's before the carrier ends the connection.
+_CLOSE_TIMEOUT = 5.0
+# RFC 6455 section 7.4: 1004-1006 and 1015 are never sent in a close frame.
+_SENDABLE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
+_DENIED_BODY = b"WebSocket connection denied"
+_DENIED_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+class WebSocketCarrier(Protocol):
+    """What a session needs from the connection or stream under it."""
+
+    write_paused: bool
+
+    def accept(self, session: WebSocketSession, headers: list[tuple[bytes, bytes]]) -> None:
+        """Complete the handshake (101 on HTTP/1.1, 200 on HTTP/2) with these fields."""
+
+    def send_frames(self, session: WebSocketSession, data: bytes) -> None: ...
+
+    async def drain(self, session: WebSocketSession) -> None: ...
+
+    def pause_reading(self, session: WebSocketSession) -> None: ...
+
+    def resume_reading(self, session: WebSocketSession) -> None: ...
+
+    def close(self, session: WebSocketSession) -> None:
+        """The WebSocket is over: end the connection (HTTP/1.1) or the stream (HTTP/2)."""
+
+
+class SessionState(enum.Enum):
+    CONNECTING = 0  # the app has not accepted yet
+    DENYING = 1  # the app is answering with an HTTP response
+    OPEN = 2
+    CLOSING = 3  # we sent a close frame; the peer's is awaited
+    CLOSED = 4
+
+
+CONNECTING = SessionState.CONNECTING
+DENYING = SessionState.DENYING
+OPEN = SessionState.OPEN
+CLOSING = SessionState.CLOSING
+CLOSED = SessionState.CLOSED
+
+
+class WebSocketSettings:
+    """The --ws-* settings, read once per server."""
+
+    __slots__ = ("max_size", "ping_interval", "ping_timeout", "per_message_deflate")
+
+    def __init__(self, max_size: int, ping_interval: float | None, ping_timeout: float | None,
+                 per_message_deflate: bool) -> None:
+        self.max_size = max_size
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.per_message_deflate = per_message_deflate
+
+
+class WebSocketSession:
+    """The app's receive/send for one WebSocket, and the frames under them."""
+
+    def __init__(self, carrier: WebSocketCarrier, exchange: Exchange, request: WebSocketRequest,
+                 settings: WebSocketSettings) -> None:
+        self.carrier = carrier
+        self.exchange = exchange
+        http = exchange.scope
+        extensions: dict[str, Any] = {HTTP_RESPONSE_EXTENSION: {}}
+        if "tls" in http["extensions"]:
+            extensions["tls"] = http["extensions"]["tls"]
+        self.scope = websocket_scope(http, request.subprotocols, extensions)
+        self.request = request
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self.state = CONNECTING
+        self.connection: Connection | None = None
+        self.connect_delivered = False
+        self.inbox: deque[Message] = deque()
+        self.inbox_bytes = 0
+        self.reading_paused = False
+        self.parts: list[Any] = []
+        self.part_size = 0
+        self.close_code = CloseReason.NO_STATUS_RCVD.value
+        self.close_reason = ""
+        self.going_away = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._pong_due: asyncio.TimerHandle | None = None
+
+    # -- fed by the carrier -------------------------------------------------------------
+
+    def feed_data(self, data: bytes) -> None:
+        connection = self.connection
+        if connection is None or self.state is CLOSED:
+            return
+        connection.receive_data(data)
+        for event in connection.events():
+            kind = type(event)
+            if kind is TextMessage or kind is BytesMessage:
+                self._on_message_part(event)
+            elif kind is Ping:
+                self._write(connection.send(event.response()))
+            elif kind is Pong:
+                self._on_pong()
+            elif kind is CloseConnection:
+                self._on_close(event)
+            if self.state is CLOSED:
+                return
+
+    def feed_disconnect(self) -> None:
+        """The connection or stream is gone without a close handshake (or after ours)."""
+        if self.state is CONNECTING or self.state is DENYING:
+            self.exchange.feed_disconnect()
+        if self.state is not CLOSED:
+            if self.state is not CLOSING:
+                self.close_code = CloseReason.ABNORMAL_CLOSURE.value
+            self._closed()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close with 1001 (going away) and wait for the peer's close."""
+        self.going_away = True
+        if self.state is OPEN:
+            self._send_close(CloseReason.GOING_AWAY.value, "server shutting down")
+
+    def _on_message_part(self, event: TextMessage | BytesMessage) -> None:
+        data = event.data
+        size = len(data) if type(data) is not str or data.isascii() else len(data.encode())
+        self.part_size += size
+        if self.part_size > self.settings.max_size:
+            self._fail(CloseReason.MESSAGE_TOO_BIG, "message larger than --ws-max-size")
+            return
+        if not event.message_finished:
+            self.parts.append(data)
+            return
+        if self.parts:
+            self.parts.append(data)
+            data = "".join(self.parts) if type(data) is str else b"".join(self.parts)
+            self.parts = []
+        if type(data) is str:
+            message = {"type": "websocket.receive", "text": data}
+        else:
+            message = {"type": "websocket.receive", "bytes": bytes(data)}
+        self.inbox.append(message)
+        self.inbox_bytes += self.part_size
+        self.part_size = 0
+        if self.inbox_bytes > _INBOX_HIGH_WATER and not self.reading_paused:
+            self.reading_paused = True
+            self.carrier.pause_reading(self)
+        self._wake()
+
+    def _on_close(self, event: CloseConnection) -> None:
+        connection = self.connection
+        assert connection is not None
+        if connection.state is ConnectionState.OPEN:
+            # wsproto reports a frame it could not accept (bad UTF-8, a protocol error, a
+            # message too big) as a close in our name.
+            error_logger.debug("closing WebSocket %s: %s", self._what(), event.reason)
+            self._fail(CloseReason(event.code), event.reason or "")
+            return
+        self.close_code = event.code
+        self.close_reason = event.reason or ""
+        if connection.state is ConnectionState.REMOTE_CLOSING:
+            self._write(connection.send(event.response()))
+        self._closed()
+
+    def _fail(self, code: CloseReason, reason: str) -> None:
+        """A protocol failure: close with `code` and end the connection without waiting."""
+        if self.connection is not None and self.connection.state is ConnectionState.OPEN:
+            self._write(self.connection.send(CloseConnection(code=code.value, reason=reason)))
+        self.close_code = code.value
+        self._closed()
+
+    def _closed(self) -> None:
+        self.state = CLOSED
+        self._cancel_timers()
+        self.carrier.close(self)
+        self._wake()
+
+    # -- the app's receive and send -----------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self.connect_delivered:
+            self.connect_delivered = True
+            return {"type": "websocket.connect"}
+        while True:
+            if self.inbox:
+                message = self.inbox.popleft()
+                self.inbox_bytes -= len(message.get("bytes") or message.get("text") or "")
+                if self.reading_paused and self.inbox_bytes <= _INBOX_HIGH_WATER // 2:
+                    self.reading_paused = False
+                    self.carrier.resume_reading(self)
+                return message
+            if self.state is CLOSED or (self.state is DENYING and self.exchange.disconnected):
+                return {"type": "websocket.disconnect", "code": self.close_code,
+                        "reason": self.close_reason}
+            if self.exchange.disconnected and self.state is CONNECTING:
+                return {"type": "websocket.disconnect", "code": CloseReason.ABNORMAL_CLOSURE.value,
+                        "reason": ""}
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: Message) -> None:
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise ASGIMessageError(f"an ASGI message must be a dict with a 'type', got {message!r}") from None
+        state = self.state
+        if state is OPEN:
+            if kind == "websocket.send":
+                await self._send_message(message)
+            elif kind == "websocket.close":
+                self._send_close(_close_code(message), _close_reason(message))
+            else:
+                raise ASGIMessageError(f"expected 'websocket.send' or 'websocket.close', got {kind!r}")
+            return
+        if state is CONNECTING:
+            if kind == "websocket.accept":
+                self._accept(message)
+            elif kind == "websocket.close":
+                await self._deny(403)
+            elif kind == "websocket.http.response.start":
+                self.state = DENYING
+                await self.exchange.send({"type": "http.response.start", "status": message.get("status"),
+                                          "headers": message.get("headers", ())})
+            else:
+                raise ASGIMessageError(
+                    "expected 'websocket.accept', 'websocket.close' or"
+                    f" 'websocket.http.response.start', got {kind!r}"
+                )
+            return
+        if state is DENYING:
+            if kind != "websocket.http.response.body":
+                raise ASGIMessageError(f"expected 'websocket.http.response.body', got {kind!r}")
+            await self.exchange.send({"type": "http.response.body", "body": message.get("body", b""),
+                                      "more_body": message.get("more_body", False)})
+            return
+        if kind == "websocket.close":
+            return  # closing twice is harmless
+        raise ClientDisconnected(f"the WebSocket is closed (code {self.close_code})")
+
+    def _accept(self, message: Message) -> None:
+        subprotocol = message.get("subprotocol")
+        headers = _accept_headers(message.get("headers", ()))
+        if subprotocol is not None:
+            if type(subprotocol) is not str or subprotocol not in self.request.subprotocols:
+                raise ASGIMessageError(
+                    f"'websocket.accept' field 'subprotocol': {subprotocol!r} was not offered by the client"
+                )
+            headers.append((b"sec-websocket-protocol", subprotocol.encode()))
+        extensions = []
+        if self.settings.per_message_deflate:
+            deflate, answer = negotiate_deflate(self.request.extension_offers, self.settings.max_size)
+            if deflate is not None and answer is not None:
+                extensions.append(deflate)
+                headers.append((b"sec-websocket-extensions", answer))
+        self.connection = Connection(ConnectionType.SERVER, extensions=extensions)
+        self.state = OPEN
+        self.carrier.accept(self, headers)
+        if self.settings.ping_interval:
+            self._timer = self.loop.call_later(self.settings.ping_interval, self._ping)
+        if self.going_away:
+            self._send_close(CloseReason.GOING_AWAY.value, "server shutting down")
+
+    async def _deny(self, status: int) -> None:
+        self.state = DENYING
+        await self.exchange.send({"type": "http.response.start", "status": status,
+                                  "headers": _DENIED_HEADERS})
+        await self.exchange.send({"type": "http.response.body", "body": _DENIED_BODY})
+
+    async def _send_message(self, message: Message) -> None:
+        text = message.get("text")
+        data = message.get("bytes")
+        if (text is None) == (data is None):
+            raise ASGIMessageError("'websocket.send' needs exactly one of 'bytes' and 'text'")
+        if text is not None:
+            if type(text) is not str:
+                raise ASGIMessageError(
+                    f"'websocket.send' field 'text' must be str, got {type(text).__name__}"
+                )
+            event: Any = TextMessage(data=text)
+        else:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise ASGIMessageError(
+                    f"'websocket.send' field 'bytes' must be bytes, got {type(data).__name__}"
+                )
+            event = BytesMessage(data=bytes(data))
+        assert self.connection is not None
+        self._write(self.connection.send(event))
+        if self.carrier.write_paused:
+            await self.carrier.drain(self)
+
+    def _send_close(self, code: int, reason: str) -> None:
+        assert self.connection is not None
+        self._write(self.connection.send(CloseConnection(code=code, reason=reason)))
+        self.close_code = code
+        self.state = CLOSING
+        self._cancel_timers()
+        self._timer = self.loop.call_later(_CLOSE_TIMEOUT, self._close_timed_out)
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self.carrier.send_frames(self, data)
+
+    # -- keep-alive and timeouts --------------------------------------------------------
+
+    def _ping(self) -> None:
+        self._timer = None
+        if self.state is not OPEN or self.connection is None:
+            return
+        self._write(self.connection.send(Ping()))
+        if self.settings.ping_timeout:
+            self._pong_due = self.loop.call_later(self.settings.ping_timeout, self._pong_missed)
+
+    def _on_pong(self) -> None:
+        if self._pong_due is not None:
+            self._pong_due.cancel()
+            self._pong_due = None
+            if self.state is OPEN and self.settings.ping_interval:
+                self._timer = self.loop.call_later(self.settings.ping_interval, self._ping)
+
+    def _pong_missed(self) -> None:
+        self._pong_due = None
+        error_logger.debug("WebSocket %s: no pong within --ws-ping-timeout", self._what())
+        self.close_code = CloseReason.ABNORMAL_CLOSURE.value
+        self._closed()
+
+    def _close_timed_out(self) -> None:
+        self._timer = None
+        if self.state is CLOSING:
+            self._closed()
+
+    def _cancel_timers(self) -> None:
+        for handle in (self._timer, self._pong_due):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._pong_due = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- running the app ----------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        """Call the app; settle the handshake or the close it left undone."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
+        except BaseException as exc:
+            self._app_failed(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if self.state is CONNECTING:
+                if not self.exchange.disconnected:
+                    error_logger.error("ASGI app returned without accepting or closing the WebSocket %s",
+                                       self._what())
+                    await self._deny(500)
+            elif self.state is OPEN:
+                self._send_close(CloseReason.NORMAL_CLOSURE.value, "")
+            elif self.state is DENYING and not self.exchange.disconnected:
+                self.exchange.carrier.abort(self.exchange)
+
+    def _app_failed(self, exc: BaseException) -> None:
+        if self.state is CONNECTING or self.state is DENYING:
+            self.exchange.app_failed(exc)  # a 500 while no response has begun
+            return
+        if isinstance(exc, ClientDisconnected):
+            error_logger.debug("client went away during WebSocket %s", self._what())
+            return
+        error_logger.error("Exception in ASGI app (WebSocket %s)", self._what(), exc_info=exc)
+        if self.state is OPEN:
+            self._fail(CloseReason.INTERNAL_ERROR, "")
+
+    def _abandon(self) -> None:
+        if self.state is OPEN or self.state is CLOSING:
+            self._closed()
+        elif self.state is not CLOSED and not self.exchange.disconnected:
+            self.exchange.carrier.abort(self.exchange)
+
+    def _what(self) -> str:
+        return f"({self.scope.get('path')})"
+
+
+def _accept_headers(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
+    out = []
+    try:
+        for name, value in headers:
+            lname = lower_name(name)
+            if type(value) is not bytes or has_control_characters(value):
+                raise ValueError(CONTROL_CHARACTERS_MESSAGE)
+            out.append((lname, value))
+    except (TypeError, ValueError) as exc:
+        raise ASGIMessageError(f"'websocket.accept' field 'headers': {exc}") from None
+    return out
+
+
+def _close_code(message: Message) -> int:
+    code = message.get("code", CloseReason.NORMAL_CLOSURE.value)
+    if type(code) is not int or not (code in _SENDABLE_CODES or 3000 <= code <= 4999):
+        raise ASGIMessageError(
+            f"'websocket.close' field 'code': {code!r} is not a close code an app may send"
+        )
+    return code
+
+
+def _close_reason(message: Message) -> str:
+    reason = message.get("reason") or ""
+    if type(reason) is not str or len(reason.encode()) > 123:
+        raise ASGIMessageError("'websocket.close' field 'reason' must be a str of at most 123 bytes")
+    return reason
