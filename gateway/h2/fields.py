@@ -63,8 +63,8 @@ def malformed_request(fields: Iterable[tuple[bytes, bytes]]) -> str | None:
         return None
     if b":scheme" not in pseudo or not path:
         return "missing :scheme or :path"
-    if b":protocol" in pseudo:
-        return ":protocol is not enabled"
+    if b":protocol" in pseudo and method != b"CONNECT":
+        return ":protocol outside an extended CONNECT (RFC 8441 section 4)"
     if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
         return f"invalid :path {path!r}"
     return None

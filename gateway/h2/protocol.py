@@ -36,6 +36,7 @@ from ..tls.scope import TLSInfo
 from .fields import malformed_request, plain_fields, response_fields
 from .settings import refuse_excess_streams_alone, server_connection
 from .stream import Stream, wake
+from .websocket import open_websocket
 
 _NO_BODY_STATUS = frozenset((204, 304))
 # Connection-level window granted at once for DATA received: stream windows are what bound
@@ -137,10 +138,13 @@ class H2Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
-        for stream in self.streams.values():
-            stream.exchange.feed_disconnect()
-            wake(stream)
+        streams = list(self.streams.values())
         self.streams.clear()
+        for stream in streams:
+            stream.exchange.feed_disconnect()
+            if stream.session is not None:
+                stream.session.feed_disconnect()
+            wake(stream)
 
     def pause_writing(self) -> None:
         # A client that does not read what we send (PING and SETTINGS acknowledgements
@@ -174,7 +178,7 @@ class H2Protocol(asyncio.Protocol):
     def _open_stream(self, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
                      ended: bool) -> None:
         method = path = authority = b""
-        scheme = None
+        scheme = protocol = None
         headers = []
         for name, value in request_headers:
             if name[:1] == b":":
@@ -186,24 +190,37 @@ class H2Protocol(asyncio.Protocol):
                     authority = value
                 elif name == b":scheme":
                     scheme = value
+                elif name == b":protocol":
+                    protocol = value
             else:
                 headers.append((name, value))
         if authority and not any(name == b"host" for name, _ in headers):
             headers.insert(0, (b"host", authority))
         state = self.state
         base = self.base_scope
-        scope = http_scope(
-            "2", base["server"], base["client"],
-            scheme.decode("ascii") if scheme else base["scheme"], method.decode("ascii"), path,
-            headers, state.root_path, state.lifespan_state, base["extensions"],
-        )
-        exchange = Exchange(self, scope, ended, False, state.log_access, stream_id)
-        stream = Stream(exchange)
-        stream.no_body = method == b"HEAD"
+        scheme_text = scheme.decode("ascii") if scheme else base["scheme"]
+        if protocol is not None:
+            # RFC 8441 extended CONNECT; WebSocket is the one protocol gateway speaks.
+            if protocol != b"websocket":
+                self.conn.send_headers(stream_id, [(b":status", b"501")], end_stream=True)
+                return
+            stream = open_websocket(self, stream_id, path, scheme_text, headers, base["extensions"])
+            if stream is None:
+                return
+            app_call = stream.session.run(state.app)  # type: ignore[union-attr]
+        else:
+            scope = http_scope(
+                "2", base["server"], base["client"], scheme_text, method.decode("ascii"), path,
+                headers, state.root_path, state.lifespan_state, base["extensions"],
+            )
+            exchange = Exchange(self, scope, ended, False, state.log_access, stream_id)
+            stream = Stream(exchange)
+            stream.no_body = method == b"HEAD"
+            app_call = exchange.run(state.app)
         self.streams[stream_id] = stream
         self.opened += 1
         self.idle_since = None
-        state.start_app(exchange.run(state.app))
+        state.start_app(app_call)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         flow = event.flow_controlled_length
@@ -218,12 +235,18 @@ class H2Protocol(asyncio.Protocol):
         padding = flow - len(data)
         if padding:
             self._grant(event.stream_id, padding)
-        stream.exchange.feed_body(data)
+        if stream.websocket is not None:
+            stream.websocket.data_received(data)
+        else:
+            stream.exchange.feed_body(data)
 
     def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is not None:
-            stream.exchange.feed_end()
+            if stream.session is not None:
+                stream.session.feed_disconnect()  # RFC 8441 section 5: END_STREAM is a FIN
+            else:
+                stream.exchange.feed_end()
 
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
         self._drop_stream(event.stream_id)
@@ -237,6 +260,8 @@ class H2Protocol(asyncio.Protocol):
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.exchange.feed_disconnect()
+            if stream.session is not None:
+                stream.session.feed_disconnect()
             wake(stream)
             self._check_idle()
 
@@ -293,7 +318,7 @@ class H2Protocol(asyncio.Protocol):
             self._response_sent(stream_id, stream)
         else:
             self._write(stream_id, stream, body, more_body)
-        self._flush_soon()
+        self.flush_soon()
 
     def write_body(self, exchange: Exchange, body: bytes, more_body: bool) -> None:
         stream_id = exchange.carrier_key
@@ -301,7 +326,7 @@ class H2Protocol(asyncio.Protocol):
         if stream is None or self.closing:
             return
         self._write(stream_id, stream, body, more_body)
-        self._flush_soon()
+        self.flush_soon()
 
     def write_trailers(self, exchange: Exchange, headers: Iterable[Any]) -> None:
         stream_id = exchange.carrier_key
@@ -314,7 +339,7 @@ class H2Protocol(asyncio.Protocol):
             self._drop_stream(stream_id)
             return
         self._response_sent(stream_id, stream)
-        self._flush_soon()
+        self.flush_soon()
 
     def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None:
         stream = self.streams.get(exchange.carrier_key)
@@ -323,7 +348,7 @@ class H2Protocol(asyncio.Protocol):
         headers = [(b":status", b"103")]
         headers.extend((b"link", link) for link in links)
         self.conn.send_headers(exchange.carrier_key, headers)
-        self._flush_soon()
+        self.flush_soon()
 
     def push(self, exchange: Exchange, path: str, headers: list[Any]) -> None:
         """PUSH_PROMISE a GET for `path`, then serve it with the app like any request."""
@@ -365,9 +390,10 @@ class H2Protocol(asyncio.Protocol):
 
     def body_consumed(self, exchange: Exchange, nbytes: int) -> None:
         stream = self.streams.get(exchange.carrier_key)
-        if stream is not None and not exchange.body_complete and not self.closing:
+        if stream is not None and (not exchange.body_complete or stream.websocket is not None) \
+                and not self.closing:
             self._grant(exchange.carrier_key, nbytes)
-            self._flush()
+            self.flush_soon()
 
     def abort(self, exchange: Exchange) -> None:
         stream_id = exchange.carrier_key
@@ -404,6 +430,9 @@ class H2Protocol(asyncio.Protocol):
             goaway = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id)
             if self.transport is not None:
                 self.transport.write(goaway.serialize())
+        for stream in list(self.streams.values()):
+            if stream.session is not None:
+                stream.session.shutdown()  # 1001 to open WebSockets
         if not self.streams:
             self._close()
 
@@ -499,7 +528,7 @@ class H2Protocol(asyncio.Protocol):
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
 
-    def _flush_soon(self) -> None:
+    def flush_soon(self) -> None:
         """Responses finished in one turn of the loop leave in one write: with many streams
         that is one system call instead of one per response."""
         if not self.flush_scheduled:

@@ -31,6 +31,8 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
+            # RFC 8441: WebSocket over extended CONNECT streams.
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
         },
     )
     # h2 copies these limits when it is created and again only when settings change; settings

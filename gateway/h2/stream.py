@@ -4,15 +4,21 @@ waits for it."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from ..asgi import Exchange
+
+if TYPE_CHECKING:
+    from ..ws.session import WebSocketSession
+    from .websocket import H2WebSocket
 
 
 class Stream:
     """The wire side of one stream's response; it lives in the protocol's stream table until
     the response is sent or the stream is reset."""
 
-    __slots__ = ("exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "stalled_since")
+    __slots__ = ("exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "stalled_since",
+                 "session", "websocket")
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -22,6 +28,9 @@ class Stream:
         self.remaining: int | None = None  # declared Content-Length still to send
         self.no_body = False
         self.stalled_since: float | None = None  # when the peer's window last ran out
+        # An extended CONNECT stream (RFC 8441): the WebSocket session and its carrier.
+        self.session: WebSocketSession | None = None
+        self.websocket: H2WebSocket | None = None
 
 
 def wake(stream: Stream) -> None:

@@ -1,0 +1,96 @@
+"""HTTP/2's side of a WebSocket (RFC 8441): an extended CONNECT stream carries the frames.
+
+The stream's DATA frames are the WebSocket's bytes both ways, under HTTP/2 flow control: what
+the session sends waits for window like any response body, and window for what the client
+sends is granted as soon as it arrives unless the session has paused reading (an app that does
+not keep up), so a slow app stops the client, not the connection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..asgi import Exchange, http_scope
+from ..logs import error_logger
+from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request
+from ..ws.session import WebSocketSession
+from .fields import response_fields
+from .stream import Stream
+
+if TYPE_CHECKING:
+    from .protocol import H2Protocol
+
+
+class H2WebSocket:
+    """The session's carrier on one stream."""
+
+    # As for responses: a stream may be out of window when the socket is not, so `drain` is
+    # always asked and returns at once when nothing holds the sender back.
+    write_paused = True
+
+    def __init__(self, protocol: H2Protocol, stream_id: int, stream: Stream) -> None:
+        self.protocol = protocol
+        self.stream_id = stream_id
+        self.stream = stream
+        self.reading_paused = False
+        self.unacked = 0  # DATA received while reading is paused, not yet granted back
+
+    def accept(self, session: WebSocketSession, headers: list[tuple[bytes, bytes]]) -> None:
+        protocol = self.protocol
+        if self.stream_id not in protocol.streams or protocol.closing:
+            return
+        state = protocol.state
+        fields, _ = response_fields(200, headers, bool(state.server_line), state.date_value)
+        protocol.conn.send_headers(self.stream_id, fields)
+        session.exchange.switched(200)
+        protocol.flush_soon()
+
+    def send_frames(self, session: WebSocketSession, data: bytes) -> None:
+        self.protocol.write_body(session.exchange, data, True)
+
+    async def drain(self, session: WebSocketSession) -> None:
+        await self.protocol.drain(session.exchange)
+
+    def pause_reading(self, session: WebSocketSession) -> None:
+        self.reading_paused = True
+
+    def resume_reading(self, session: WebSocketSession) -> None:
+        self.reading_paused = False
+        if self.unacked:
+            self.protocol.body_consumed(session.exchange, self.unacked)
+            self.unacked = 0
+
+    def close(self, session: WebSocketSession) -> None:
+        """END_STREAM after whatever is still waiting for window (the close frame)."""
+        self.protocol.write_body(session.exchange, b"", False)
+
+    def data_received(self, data: bytes) -> None:
+        session = self.stream.session
+        assert session is not None
+        if self.reading_paused:
+            self.unacked += len(data)
+        else:
+            self.protocol.body_consumed(session.exchange, len(data))
+        session.feed_data(data)
+
+
+def open_websocket(protocol: H2Protocol, stream_id: int, path: bytes, scheme: str,
+                   headers: list[tuple[bytes, bytes]], extensions: dict[str, Any]) -> Stream | None:
+    """An extended CONNECT with `:protocol websocket`: the stream and its session, or None
+    when the handshake is refused (400 with the version we speak)."""
+    state = protocol.state
+    try:
+        request = read_request("CONNECT", headers, http2=True)
+    except HandshakeError as exc:
+        error_logger.debug("bad WebSocket handshake on HTTP/2: %s", exc)
+        protocol.conn.send_headers(stream_id, [(b":status", b"400"), VERSION_FIELD], end_stream=True)
+        protocol.flush_soon()
+        return None
+    base = protocol.base_scope
+    scope = http_scope("2", base["server"], base["client"], scheme, "CONNECT", path, headers,
+                       state.root_path, state.lifespan_state, extensions)
+    exchange = Exchange(protocol, scope, True, False, state.log_access, stream_id)
+    stream = Stream(exchange)
+    carrier = stream.websocket = H2WebSocket(protocol, stream_id, stream)
+    stream.session = WebSocketSession(carrier, exchange, request, state.ws_settings)
+    return stream
