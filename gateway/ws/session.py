@@ -341,6 +341,8 @@ class WebSocketSession:
         self._write(self.connection.send(Ping()))
         if self.settings.ping_timeout:
             self._pong_due = self.loop.call_later(self.settings.ping_timeout, self._pong_missed)
+        else:
+            self._timer = self.loop.call_later(self.settings.ping_interval, self._ping)  # type: ignore[arg-type]
 
     def _on_pong(self) -> None:
         if self._pong_due is not None:

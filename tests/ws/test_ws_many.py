@@ -12,7 +12,7 @@ import websockets
 
 pytestmark = pytest.mark.timeout(120)
 
-APPS = Path(__file__).resolve().parent.parent / "apps"
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 CONNECTIONS = 1000
 ROUNDS = 6
 # Resident memory the server may gain between the end of the first round and the end of the
@@ -46,8 +46,8 @@ async def echo(ws, text: str) -> None:
 
 
 def test_a_thousand_websockets_echo_in_steady_memory(enough_files, gateway_cli):
-    process = gateway_cli("--app-dir", str(APPS), "-b", "127.0.0.1:0", "--no-access-log",
-                          "--backlog", "4096", "echo:app")
+    process = gateway_cli("--app-dir", str(EXAMPLES), "-b", "127.0.0.1:0", "--no-access-log",
+                          "--backlog", "4096", "websocket_echo:app")
     port = process.wait_listening()
     pid = process.process.pid
 

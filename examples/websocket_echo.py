@@ -1,5 +1,6 @@
-"""A WebSocket echo app served by a `gateway` process in the tests (and the README's example):
-every message comes back as it was sent, until the client closes."""
+"""WebSocket echo: `gateway --dev-tls examples.websocket_echo:app`, then connect to
+wss://localhost:8000/ (over HTTP/1.1, or HTTP/2 with a client that speaks RFC 8441). Every
+message comes back as it was sent, until the client closes."""
 
 from __future__ import annotations
 
