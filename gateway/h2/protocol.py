@@ -27,16 +27,15 @@ from ..asgi import (
     TRAILERS_EXTENSION,
     Exchange,
     ResponseFramingError,
-    http_scope,
     scope_address,
 )
 from ..logs import address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
 from .fields import malformed_request, plain_fields, response_fields
+from .requests import open_stream
 from .settings import refuse_excess_streams_alone, server_connection
 from .stream import Stream, wake
-from .websocket import open_websocket
 
 _NO_BODY_STATUS = frozenset((204, 304))
 # Connection-level window granted at once for DATA received: stream windows are what bound
@@ -177,50 +176,15 @@ class H2Protocol(asyncio.Protocol):
 
     def _open_stream(self, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
                      ended: bool) -> None:
-        method = path = authority = b""
-        scheme = protocol = None
-        headers = []
-        for name, value in request_headers:
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":scheme":
-                    scheme = value
-                elif name == b":protocol":
-                    protocol = value
-            else:
-                headers.append((name, value))
-        if authority and not any(name == b"host" for name, _ in headers):
-            headers.insert(0, (b"host", authority))
-        state = self.state
-        base = self.base_scope
-        scheme_text = scheme.decode("ascii") if scheme else base["scheme"]
-        if protocol is not None:
-            # RFC 8441 extended CONNECT; WebSocket is the one protocol gateway speaks.
-            if protocol != b"websocket":
-                self.conn.send_headers(stream_id, [(b":status", b"501")], end_stream=True)
-                return
-            stream = open_websocket(self, stream_id, path, scheme_text, headers, base["extensions"])
-            if stream is None:
-                return
-            app_call = stream.session.run(state.app)  # type: ignore[union-attr]
-        else:
-            scope = http_scope(
-                "2", base["server"], base["client"], scheme_text, method.decode("ascii"), path,
-                headers, state.root_path, state.lifespan_state, base["extensions"],
-            )
-            exchange = Exchange(self, scope, ended, False, state.log_access, stream_id)
-            stream = Stream(exchange)
-            stream.no_body = method == b"HEAD"
-            app_call = exchange.run(state.app)
+        opened = open_stream(self, stream_id, request_headers, ended)
+        if opened is None:
+            self.flush_soon()
+            return
+        stream, app_call = opened
         self.streams[stream_id] = stream
         self.opened += 1
         self.idle_since = None
-        state.start_app(app_call)
+        self.state.start_app(app_call)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         flow = event.flow_controlled_length
@@ -523,6 +487,8 @@ class H2Protocol(asyncio.Protocol):
                 self._close()
 
     def _grant(self, stream_id: int, nbytes: int) -> None:
+        if nbytes <= 0:
+            return  # an empty DATA frame (RFC 9113 section 6.1 allows it) owes no window
         try:
             self.conn.increment_flow_control_window(nbytes, stream_id=stream_id)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):

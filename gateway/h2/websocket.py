@@ -8,11 +8,8 @@ not keep up), so a slow app stops the client, not the connection.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..asgi import Exchange, http_scope
-from ..logs import error_logger
-from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request
 from ..ws.session import WebSocketSession
 from .fields import response_fields
 from .stream import Stream
@@ -72,25 +69,3 @@ class H2WebSocket:
         else:
             self.protocol.body_consumed(session.exchange, len(data))
         session.feed_data(data)
-
-
-def open_websocket(protocol: H2Protocol, stream_id: int, path: bytes, scheme: str,
-                   headers: list[tuple[bytes, bytes]], extensions: dict[str, Any]) -> Stream | None:
-    """An extended CONNECT with `:protocol websocket`: the stream and its session, or None
-    when the handshake is refused (400 with the version we speak)."""
-    state = protocol.state
-    try:
-        request = read_request("CONNECT", headers, http2=True)
-    except HandshakeError as exc:
-        error_logger.debug("bad WebSocket handshake on HTTP/2: %s", exc)
-        protocol.conn.send_headers(stream_id, [(b":status", b"400"), VERSION_FIELD], end_stream=True)
-        protocol.flush_soon()
-        return None
-    base = protocol.base_scope
-    scope = http_scope("2", base["server"], base["client"], scheme, "CONNECT", path, headers,
-                       state.root_path, state.lifespan_state, extensions)
-    exchange = Exchange(protocol, scope, True, False, state.log_access, stream_id)
-    stream = Stream(exchange)
-    carrier = stream.websocket = H2WebSocket(protocol, stream_id, stream)
-    stream.session = WebSocketSession(carrier, exchange, request, state.ws_settings)
-    return stream

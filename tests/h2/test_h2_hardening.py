@@ -76,7 +76,7 @@ def test_rapid_reset_ends_the_connection_with_enhance_your_calm(serve):
             event = wait_for_goaway(sock, conn, 5)
         assert event is not None and event.error_code == ErrorCodes.ENHANCE_YOUR_CALM
         # other clients are still served
-        with httpx.Client(http1=False, http2=True, timeout=5) as other:
+        with httpx.Client(http1=False, http2=True, timeout=15) as other:
             assert other.get(server.url + "/").status_code == 200
 
 
@@ -102,7 +102,7 @@ END_STREAM, END_HEADERS = 0x1, 0x4
 
 
 def still_serves(server) -> bool:
-    with httpx.Client(http1=False, http2=True, timeout=5) as other:
+    with httpx.Client(http1=False, http2=True, timeout=15) as other:
         return other.get(server.url + "/").status_code == 200
 
 

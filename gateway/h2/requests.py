@@ -1,0 +1,76 @@
+"""From a request's HEADERS to a stream: the pseudo-header fields become the scope, and an
+extended CONNECT with `:protocol websocket` (RFC 8441) becomes a WebSocket session instead of
+an HTTP exchange. The connection only registers what comes back and starts the app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING
+
+from ..asgi import Exchange, http_scope
+from ..logs import error_logger
+from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request
+from ..ws.session import WebSocketSession
+from .stream import Stream
+from .websocket import H2WebSocket
+
+if TYPE_CHECKING:
+    from .protocol import H2Protocol
+
+
+def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
+                ended: bool) -> tuple[Stream, Awaitable[None]] | None:
+    """The stream and the app call that serves it, or None when the request was answered
+    here (an unsupported `:protocol`, a bad WebSocket handshake)."""
+    method = path = authority = b""
+    scheme = extended = None
+    headers = []
+    for name, value in request_headers:
+        if name[:1] == b":":
+            if name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+            elif name == b":authority":
+                authority = value
+            elif name == b":scheme":
+                scheme = value
+            elif name == b":protocol":
+                extended = value
+        else:
+            headers.append((name, value))
+    if authority and not any(name == b"host" for name, _ in headers):
+        headers.insert(0, (b"host", authority))
+    state = protocol.state
+    base = protocol.base_scope
+    scope = http_scope(
+        "2", base["server"], base["client"], scheme.decode("ascii") if scheme else base["scheme"],
+        method.decode("ascii"), path, headers, state.root_path, state.lifespan_state,
+        base["extensions"],
+    )
+    if extended is not None:
+        # WebSocket is the one protocol gateway speaks over extended CONNECT.
+        if extended != b"websocket":
+            protocol.conn.send_headers(stream_id, [(b":status", b"501")], end_stream=True)
+            return None
+        return _open_websocket(protocol, stream_id, scope)
+    exchange = Exchange(protocol, scope, ended, False, state.log_access, stream_id)
+    stream = Stream(exchange)
+    stream.no_body = method == b"HEAD"
+    return stream, exchange.run(state.app)
+
+
+def _open_websocket(protocol: H2Protocol, stream_id: int,
+                    scope: dict) -> tuple[Stream, Awaitable[None]] | None:
+    state = protocol.state
+    try:
+        request = read_request("CONNECT", scope["headers"], http2=True)
+    except HandshakeError as exc:
+        error_logger.debug("bad WebSocket handshake on HTTP/2: %s", exc)
+        protocol.conn.send_headers(stream_id, [(b":status", b"400"), VERSION_FIELD], end_stream=True)
+        return None
+    exchange = Exchange(protocol, scope, True, False, state.log_access, stream_id)
+    stream = Stream(exchange)
+    carrier = stream.websocket = H2WebSocket(protocol, stream_id, stream)
+    session = stream.session = WebSocketSession(carrier, exchange, request, state.ws_settings)
+    return stream, session.run(state.app)
