@@ -11,10 +11,14 @@ HTTP/1.1 rows are measured with wrk, HTTP/2 rows (h2 over TLS, h2c by prior
 knowledge) with h2load, in batches of fresh connections: servers close an h2
 connection after some number of requests (hypercorn after 1,000) and h2load
 does not reconnect, so one long h2load run would measure that cap instead.
+The WebSocket echo row is measured in messages/s with bench/ws_load.c (built by
+setup.sh into the venv), a one-thread epoll client: Python clients are too slow
+to load a server on one core.
 
 Usage:  python bench/run.py [--duration 10] [--rounds 3] [--connections 64]
                             [--h2-connections 32] [--h2-streams 32]
-                            [--servers gateway,uvicorn] [--scenarios h1,h1-tls,h2-tls,h2c]
+                            [--ws-connections 64] [--ws-in-flight 1] [--ws-size 32]
+                            [--servers gateway,uvicorn] [--scenarios h1,h1-tls,h2-tls,h2c,ws]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import contextlib
 import datetime as dt
 import http.client
+import json
 import os
 import platform
 import re
@@ -46,6 +51,7 @@ VENV_BIN = BENCH_DIR / ".venv" / "bin"
 RESULTS = BENCH_DIR / "results" / "latest.md"
 APP = "bench.app:app"
 EXPECTED_BODY = b"Hello, world!"
+WS_LOAD = VENV_BIN / "ws_load"   # bench/ws_load.c, compiled by setup.sh
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"
@@ -75,15 +81,24 @@ class LoadSpec:
     connections: int
     streams: int = 1                   # h2: concurrent streams per connection (h2load -m)
     requests_per_connection: int = 0   # h2: at most this many per connection per h2load batch
+    in_flight: int = 1                 # ws: messages outstanding per connection
+    message_size: int = 32             # ws: bytes per message
+    binary: bool = False               # ws: binary messages instead of text
 
 
 @dataclass(frozen=True)
 class LoadResult:
-    """One measurement; ``errors`` > 0 makes the measurement unusable."""
+    """One measurement; ``errors`` > 0 makes the measurement unusable.
+
+    ``rps`` is in the scenario's unit (requests/s, or messages/s for WebSocket echo).
+    ``client_cpu`` is the load generator's CPU time over the measured wall time, where
+    the tool reports it (ws_load): near 1.0 would mean the client, not the server, limits.
+    """
 
     rps: float
     errors: int = 0
     error_detail: str = ""
+    client_cpu: float | None = None
 
 
 LoadFn = Callable[[LoadSpec], LoadResult]
@@ -98,7 +113,9 @@ class Scenario:
     tls: bool
     load: LoadFn
     http2: bool = False   # servers read this to switch their HTTP/2 support on
-    tool: str = "wrk"     # the load generator it needs on PATH
+    tool: str = "wrk"     # the load generator it needs (on PATH, or in bench/.venv/bin)
+    websocket: bool = False   # servers read this to pick their WebSocket implementation
+    unit: str = "req/s"   # what LoadResult.rps counts; one report table per unit
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,11 @@ class Cell:
     @property
     def median(self) -> float | None:
         return statistics.median(r.rps for r in self.results) if self.results else None
+
+    @property
+    def client_cpu(self) -> float | None:
+        cpus = [r.client_cpu for r in self.results if r.client_cpu is not None]
+        return statistics.median(cpus) if cpus else None
 
     @property
     def spread(self) -> str:
@@ -159,6 +181,11 @@ def uvicorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str
     http = ["--http", "zttp", "--http2"] if scenario.http2 else ["--http", "httptools"]
     cmd = [venv_exe("uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port),
            *http, "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
+    if scenario.websocket:
+        # uvicorn 0.54 offers websockets (the legacy websockets.legacy protocol),
+        # websockets-sansio and wsproto; --ws auto picks websockets-sansio when the
+        # websockets package is installed. Spelled out, so that the row says what it is.
+        cmd += ["--ws", "websockets-sansio"]
     if tls:
         cmd += ["--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key)]
     return cmd
@@ -181,6 +208,8 @@ def granian_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str
         # auto (the default, spelled out): h2 by ALPN or h2c preface, else HTTP/1.1.
         # `--http 2` would refuse the HTTP/1.1 readiness probe.
         cmd += ["--http", "auto"]
+    if scenario.websocket:
+        cmd += ["--ws"]   # the default (enabled), spelled out
     if tls:
         # granian reads only PKCS#8 keys; make_tls_files writes the key that way for everyone.
         cmd += ["--ssl-certificate", str(tls.cert), "--ssl-keyfile", str(tls.key)]
@@ -191,6 +220,8 @@ def gunicorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[st
     # gunicorn's native asgi worker (25+). Ask for the C parser (gunicorn[fast]) and
     # uvloop explicitly: the defaults ("auto") silently fall back to slower ones.
     # gunicorn 26 also opens a control socket in ~/.gunicorn/ by default; not wanted here.
+    # WebSocket: the asgi worker has its own RFC 6455 code (gunicorn/asgi/websocket.py),
+    # always on, without flags (and without permessage-deflate).
     cmd = [venv_exe("gunicorn"), "-k", "asgi", "-w", "1", "-b", f"127.0.0.1:{port}",
            "--http-parser", "fast", "--asgi-loop", "uvloop", "--log-level", "warning",
            "--no-control-socket"]
@@ -428,12 +459,57 @@ def parse_h2load(text: str, tls: bool) -> H2Batch:
     return H2Batch(ok, seconds, errors, "; ".join(details))
 
 
+WS_TIMEOUT_EXTRA = 60.0   # ws_load's own connect/drain/close timeouts are 10 + 5 + 5 s
+
+
+def ws_load(spec: LoadSpec) -> LoadResult:
+    """WebSocket echo with bench/ws_load (one thread, epoll), pinned to the load CPU.
+
+    It opens ``spec.connections`` WebSockets (HTTP/1.1 upgrade, no permessage-deflate
+    offered), starts the clock once all are open, keeps ``spec.in_flight`` messages of
+    ``spec.message_size`` bytes outstanding on each for ``spec.duration`` seconds, then
+    collects the stragglers and closes every connection with a close handshake. Its
+    error count covers failed connects and handshakes, wrong echoes, server closes or
+    EOFs, echoes that never came and close handshakes that did not complete.
+    """
+    cmd = ["taskset", "-c", LOAD_CPU, str(WS_LOAD), "--port", str(spec.port),
+           "--connections", str(spec.connections), "--in-flight", str(spec.in_flight),
+           "--size", str(spec.message_size), "--duration", f"{spec.duration:g}"]
+    if spec.binary:
+        cmd.append("--binary")
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True,
+                             timeout=spec.duration + WS_TIMEOUT_EXTRA)
+    except subprocess.TimeoutExpired:
+        return LoadResult(0.0, 1, f"ws_load took over {spec.duration + WS_TIMEOUT_EXTRA:.0f}s")
+    return parse_ws_load(out.stdout, out.returncode, out.stderr)
+
+
+def parse_ws_load(text: str, returncode: int = 0, stderr: str = "") -> LoadResult:
+    """messages/s, errors and client CPU from ws_load's JSON line."""
+    lines = text.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        why = (stderr.strip() or text.strip() or "no output")[:200]
+        return LoadResult(0.0, 1, f"ws_load exited {returncode}: {why}")
+    errors = int(result["errors"])
+    detail = result.get("error_detail", "")
+    if errors and result.get("open", 0) < result.get("connections", 0):
+        detail = f"{result['open']}/{result['connections']} connections opened; {detail}"
+    if returncode != 0 and not errors:
+        errors, detail = 1, f"ws_load exited {returncode}"
+    return LoadResult(float(result["msg_per_sec"]), errors, detail,
+                      client_cpu=float(result["client_cpu"]))
+
+
 SCENARIOS = [
     Scenario("h1", "HTTP/1.1 plain", tls=False, load=wrk_load),
     Scenario("h1-tls", "HTTP/1.1 TLS", tls=True, load=wrk_load),
     Scenario("h2-tls", "h2 TLS", tls=True, load=h2load_load, http2=True, tool="h2load"),
     Scenario("h2c", "h2c", tls=False, load=h2load_load, http2=True, tool="h2load"),
-    # Later: Scenario("ws", "WebSocket echo", False, ws_echo_load),
+    Scenario("ws", "WebSocket echo", tls=False, load=ws_load, tool="ws_load", websocket=True,
+             unit="msg/s"),
 ]
 
 
@@ -459,10 +535,16 @@ def make_tls_files(directory: Path) -> TlsFiles:
     return files
 
 
+def have_tool(tool: str) -> bool:
+    """On PATH, or built into the bench venv (ws_load)."""
+    return bool(shutil.which(tool)) or os.access(VENV_BIN / tool, os.X_OK)
+
+
 def check_tools(scenarios: Sequence[Scenario]) -> list[str]:
     """What is missing for a run; setup.sh installs all of it."""
     tools = dict.fromkeys(["taskset", *(sc.tool for sc in scenarios)])
-    missing = [tool for tool in tools if not shutil.which(tool)]
+    missing = [tool + (" (run bench/setup.sh)" if tool == "ws_load" else "")
+               for tool in tools if not have_tool(tool)]
     if not (VENV_BIN / "python").exists():
         missing.append(f"{VENV_BIN / 'python'} (run bench/setup.sh)")
     if (os.cpu_count() or 1) < 2:
@@ -478,6 +560,10 @@ def load_spec(scenario: Scenario, port: int, duration: float,
     if scenario.http2:
         return LoadSpec(port, scenario.tls, duration, args.h2_connections, args.h2_streams,
                         args.h2_requests_per_connection)
+    if scenario.websocket:
+        return LoadSpec(port, scenario.tls, duration, args.ws_connections,
+                        in_flight=args.ws_in_flight, message_size=args.ws_size,
+                        binary=args.ws_binary)
     return LoadSpec(port, scenario.tls, duration, args.connections)
 
 
@@ -523,7 +609,9 @@ def run_all(servers: Sequence[Server], scenarios: Sequence[Scenario], tls: TlsFi
                     continue
                 cell.results.append(result)
                 note = f"  ERRORS {result.errors}: {result.error_detail}" if result.errors else ""
-                print(f"{result.rps:>10.0f} req/s{note}", file=sys.stderr)
+                if result.client_cpu is not None:
+                    note = f"  (client CPU {result.client_cpu:.0%}){note}"
+                print(f"{result.rps:>10.0f} {scenario.unit}{note}", file=sys.stderr)
     return cells
 
 
@@ -604,6 +692,11 @@ def load_line(scenarios: Sequence[Scenario], args: argparse.Namespace) -> str:
         tools.append(f"h2load {h2load_version()} -t1 -c{args.h2_connections} -m{args.h2_streams} "
                      f"in batches of fresh connections, at most "
                      f"{args.h2_requests_per_connection} requests each (HTTP/2)")
+    if any(sc.tool == "ws_load" for sc in scenarios):
+        kind = "binary" if args.ws_binary else "text"
+        tools.append(f"bench/ws_load.c -c{args.ws_connections}, {args.ws_in_flight} in flight "
+                     f"per connection, {args.ws_size}-byte {kind} messages (WebSocket echo, "
+                     f"msg/s = echoes received per second)")
     return (f"Load: {'; '.join(tools)}; {args.duration:g}s per measurement after "
             f"{args.warmup:g}s warm-up, {args.rounds} interleaved round(s), median reported.")
 
@@ -635,8 +728,21 @@ def fmt_ratio(a: Cell, b: Cell) -> str:
 
 def table(servers: Sequence[Server], scenarios: Sequence[Scenario],
           cells: dict[tuple[str, str], Cell]) -> list[str]:
+    """One markdown table per unit (req/s for HTTP, msg/s for WebSocket echo), so that
+    every median column header names what it counts; tables are separated by a blank line."""
+    lines: list[str] = []
+    for unit in dict.fromkeys(sc.unit for sc in scenarios):
+        if lines:
+            lines.append("")
+        group = [sc for sc in scenarios if sc.unit == unit]
+        lines += unit_table(servers, group, cells, unit)
+    return lines
+
+
+def unit_table(servers: Sequence[Server], scenarios: Sequence[Scenario],
+               cells: dict[tuple[str, str], Cell], unit: str) -> list[str]:
     ratio_cols = [s.name for s in servers]
-    head = ["scenario", "server", "req/s (median)", *(f"vs {n}" for n in ratio_cols),
+    head = ["scenario", "server", f"{unit} (median)", *(f"vs {n}" for n in ratio_cols),
             "spread", "rounds", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for sc in scenarios:
@@ -664,6 +770,8 @@ def note_for(cell: Cell) -> str:
         return f"INVALID: {cell.errors} errors ({details})".replace("|", "/")
     if cell.skipped:
         return "skipped: " + cell.skipped
+    if cell.client_cpu is not None:
+        return f"client CPU {cell.client_cpu:.0%}"
     return ""
 
 
@@ -693,6 +801,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--h2-requests-per-connection", type=int, default=500,
                         help="HTTP/2: requests per connection per batch; keep it under every "
                              "server's per-connection cap (hypercorn: 1,000)")
+    parser.add_argument("--ws-connections", type=int, default=64,
+                        help="WebSocket: concurrent connections")
+    parser.add_argument("--ws-in-flight", type=int, default=1,
+                        help="WebSocket: messages outstanding per connection")
+    parser.add_argument("--ws-size", type=int, default=32, help="WebSocket: bytes per message")
+    parser.add_argument("--ws-binary", action="store_true",
+                        help="WebSocket: binary messages (default: text)")
     parser.add_argument("--servers", help="comma list: " + ",".join(s.name for s in SERVERS))
     parser.add_argument("--scenarios", help="comma list: " + ",".join(s.key for s in SCENARIOS))
     parser.add_argument("--gateway-args", default="",
@@ -700,9 +815,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     for name in ("connections", "h2_connections", "h2_streams", "h2_requests_per_connection",
-                 "rounds"):
+                 "ws_connections", "ws_in_flight", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.ws_size <= 1 << 24:
+        parser.error("--ws-size must be between 0 and 16 MiB")
     return args
 
 

@@ -24,13 +24,25 @@ if [ -f "$root/pyproject.toml" ]; then
     "$venv/bin/python" -m pip install --quiet -e "$root[standard]"
 fi
 
-# Load generators from Debian: wrk for HTTP/1.1, h2load (nghttp2-client) for HTTP/2.
+# Load generators from Debian: wrk for HTTP/1.1, h2load (nghttp2-client) for HTTP/2;
+# gcc and the libc headers to build the WebSocket one (build-essential is not a given).
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -f /usr/include/x86_64-linux-gnu/sys/epoll.h ] || [ -f /usr/include/sys/epoll.h ] \
+    || missing+=(libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
 fi
 
-echo "bench environment ready: $venv"
+# The WebSocket echo load generator (one thread, epoll), into the venv next to the
+# servers; rebuilt whenever the source is newer than the binary.
+ws_load="$venv/bin/ws_load"
+if [ "$here/ws_load.c" -nt "$ws_load" ]; then
+    gcc -O2 -Wall -Wextra -o "$ws_load.tmp" "$here/ws_load.c"
+    mv "$ws_load.tmp" "$ws_load"
+fi
+
+echo "bench environment ready: $venv (ws_load: $ws_load)"

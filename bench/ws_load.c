@@ -1,0 +1,710 @@
+/*
+ * ws_load: a WebSocket echo load generator for bench/run.py.
+ *
+ * One thread, epoll, non-blocking sockets. Opens N connections to ws://HOST:PORT/PATH,
+ * does the HTTP/1.1 upgrade handshake on each (a fixed Sec-WebSocket-Key, no
+ * Sec-WebSocket-Extensions, so no permessage-deflate; the answer must be 101 with the
+ * matching Sec-WebSocket-Accept), then keeps K messages of S bytes in flight on every
+ * connection: each echo that comes back is checked (opcode, length, content, order) and
+ * answered with the next message. Only after every connection is open does the clock
+ * start; the run counts the echoes that arrive within --duration seconds.
+ *
+ * At the deadline it stops sending, waits for the echoes still in flight, then closes
+ * every connection with a close frame (1000) and waits for the server's close frame.
+ * Anything that goes wrong on the way counts as an error: a failed connect or handshake,
+ * a malformed or unexpected frame, a wrong echo, a close or EOF from the server before
+ * ours, echoes that never come back, a close handshake that does not complete.
+ *
+ * Output: one JSON object on stdout (the last line), e.g.
+ *   {"connections": 64, "open": 64, "in_flight": 1, "size": 32, "binary": false,
+ *    "seconds": 3.000, "messages": 91234, "msg_per_sec": 30411.3, "client_cpu": 0.41,
+ *    "errors": 0, "handshake_errors": 0, "error_detail": ""}
+ * client_cpu is this process's user+system CPU time over the measured wall time (1.0 =
+ * one core busy), the check that the client is not the bottleneck.
+ *
+ * Build: gcc -O2 -Wall -o ws_load ws_load.c
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* RFC 6455 section 1.3's example key and its accept value. */
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+enum state { CONNECTING, HANDSHAKE, OPEN, CLOSING, DONE, FAILED };
+
+struct conn {
+    int fd;
+    int id;
+    enum state state;
+    unsigned char *rbuf; /* bytes read, not yet parsed */
+    size_t rlen;
+    unsigned char *wbuf; /* bytes to write: wbuf[woff..wlen) */
+    size_t wlen, woff, wcap;
+    int want_out;        /* EPOLLOUT registered */
+    uint64_t sent;       /* data messages sent */
+    uint64_t echoed;     /* data messages echoed back and checked */
+    unsigned char *msg;  /* a fragmented echo being put together */
+    size_t msg_len;
+    int msg_opcode;      /* 0: no message in progress */
+    int close_sent;
+};
+
+static struct {
+    const char *host;
+    int port;
+    const char *path;
+    int connections;
+    int in_flight;
+    size_t size;
+    int binary;
+    double duration;
+    double connect_timeout;
+    double drain_timeout;
+} opt = {"127.0.0.1", 0, "/", 64, 1, 32, 0, 10.0, 10.0, 5.0};
+
+static int epfd;
+static struct conn *conns;
+static size_t rcap;              /* receive buffer size per connection */
+static unsigned char *pattern;   /* message n is pattern + (n % 26), opt.size bytes */
+static uint32_t rng = 0x9e3779b9u;
+static int sending = 1;          /* cleared at the deadline: no new messages */
+static int counting = 0;         /* set while the clock runs */
+static uint64_t counted = 0;     /* echoes within the measurement */
+static long errors = 0, handshake_errors = 0;
+static char detail[512];
+static int detail_n = 0;         /* how many error details were recorded (first 3 kept) */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
+
+static uint32_t xorshift(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    return rng;
+}
+
+/* Record an error; the first three get their text into the report. */
+static void note(const char *fmt, ...) {
+    if (detail_n < 3) {
+        size_t used = strlen(detail);
+        if (used && used < sizeof detail - 2) {
+            strcat(detail, "; ");
+            used += 2;
+        }
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(detail + used, sizeof detail - used, fmt, ap);
+        va_end(ap);
+    }
+    detail_n++;
+}
+
+static void set_events(struct conn *c) {
+    struct epoll_event ev = {.events = EPOLLIN | (c->want_out ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void fail(struct conn *c, const char *fmt, ...) {
+    if (c->state == FAILED || c->state == DONE)
+        return;
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (c->state == CONNECTING || c->state == HANDSHAKE)
+        handshake_errors++;
+    errors++;
+    note("connection %d: %s", c->id, text);
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->state = FAILED;
+}
+
+static void finish(struct conn *c) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->state = DONE;
+}
+
+static void out_reserve(struct conn *c, size_t more) {
+    if (c->woff && c->woff == c->wlen)
+        c->woff = c->wlen = 0;
+    if (c->wlen + more <= c->wcap)
+        return;
+    if (c->woff) {
+        memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+        c->wlen -= c->woff;
+        c->woff = 0;
+    }
+    while (c->wlen + more > c->wcap)
+        c->wcap *= 2;
+    c->wbuf = realloc(c->wbuf, c->wcap);
+    if (!c->wbuf) {
+        perror("realloc");
+        exit(2);
+    }
+}
+
+/* Append one masked client frame (RFC 6455 section 5.2). */
+static void queue_frame(struct conn *c, int opcode, const unsigned char *payload, size_t len) {
+    out_reserve(c, len + 14);
+    unsigned char *p = c->wbuf + c->wlen;
+    *p++ = 0x80 | opcode;
+    if (len < 126) {
+        *p++ = 0x80 | len;
+    } else if (len < 65536) {
+        *p++ = 0x80 | 126;
+        *p++ = len >> 8;
+        *p++ = len & 0xff;
+    } else {
+        *p++ = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            *p++ = ((uint64_t)len >> (8 * i)) & 0xff;
+    }
+    uint32_t key = xorshift();
+    unsigned char mask[4];
+    memcpy(mask, &key, 4);
+    memcpy(p, mask, 4);
+    p += 4;
+    /* Eight bytes at a time (the mask repeats every 4), then the tail. */
+    uint64_t mask8 = (uint64_t)key << 32 | key, word;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&word, payload + i, 8);
+        word ^= mask8;
+        memcpy(p + i, &word, 8);
+    }
+    for (; i < len; i++)
+        p[i] = payload[i] ^ mask[i & 3];
+    p += len;
+    c->wlen = p - c->wbuf;
+}
+
+static void queue_message(struct conn *c) {
+    queue_frame(c, opt.binary ? 2 : 1, pattern + (c->sent % 26), opt.size);
+    c->sent++;
+}
+
+static void flush(struct conn *c) {
+    while (c->woff < c->wlen) {
+        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->woff += n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->want_out) {
+                c->want_out = 1;
+                set_events(c);
+            }
+            return;
+        }
+        fail(c, "send: %s", n < 0 ? strerror(errno) : "wrote nothing");
+        return;
+    }
+    c->woff = c->wlen = 0;
+    if (c->want_out) {
+        c->want_out = 0;
+        set_events(c);
+    }
+}
+
+static void send_close(struct conn *c) {
+    unsigned char code[2] = {1000 >> 8, 1000 & 0xff};
+    queue_frame(c, 8, code, 2);
+    c->close_sent = 1;
+    c->state = CLOSING;
+    flush(c);
+}
+
+static void send_handshake(struct conn *c) {
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\n"
+                     "Host: %s:%d\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: " WS_KEY "\r\n"
+                     "Sec-WebSocket-Version: 13\r\n"
+                     "\r\n",
+                     opt.path, opt.host, opt.port);
+    out_reserve(c, n);
+    memcpy(c->wbuf + c->wlen, req, n);
+    c->wlen += n;
+    c->state = HANDSHAKE;
+    flush(c);
+}
+
+/* The value of header `name` in the response head, or NULL. */
+static const char *header_value(const char *head, const char *name, size_t *len) {
+    size_t nlen = strlen(name);
+    const char *line = strstr(head, "\r\n");
+    while (line && line[2] != '\r') {
+        line += 2;
+        if (strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+            const char *v = line + nlen + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            const char *end = strstr(v, "\r\n");
+            while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+            *len = end - v;
+            return v;
+        }
+        line = strstr(line, "\r\n");
+    }
+    return NULL;
+}
+
+/* Parse the 101 answer; returns the bytes it took, 0 if incomplete, -1 after fail(). */
+static long parse_handshake(struct conn *c) {
+    unsigned char *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
+    if (!end) {
+        if (c->rlen >= rcap - 1) {
+            fail(c, "handshake answer too long");
+            return -1;
+        }
+        return 0;
+    }
+    size_t head_len = end + 4 - c->rbuf;
+    char *head = malloc(head_len + 1);
+    memcpy(head, c->rbuf, head_len);
+    head[head_len] = 0;
+    size_t vlen;
+    const char *v;
+    char *eol = strstr(head, "\r\n");
+    *eol = 0;
+    if (strncmp(head, "HTTP/1.1 101", 12) != 0) {
+        fail(c, "handshake answered '%.80s'", head);
+        free(head);
+        return -1;
+    }
+    *eol = '\r';
+    v = header_value(head, "sec-websocket-accept", &vlen);
+    if (!v || vlen != strlen(WS_ACCEPT) || memcmp(v, WS_ACCEPT, vlen) != 0) {
+        fail(c, "bad or missing Sec-WebSocket-Accept");
+        free(head);
+        return -1;
+    }
+    v = header_value(head, "sec-websocket-extensions", &vlen);
+    if (v && vlen) {
+        fail(c, "server answered extensions '%.*s' that were not offered", (int)vlen, v);
+        free(head);
+        return -1;
+    }
+    free(head);
+    c->state = OPEN;
+    return head_len;
+}
+
+/* A complete data message came back: check it, count it, send the next. */
+static int on_echo(struct conn *c, int opcode, const unsigned char *data, size_t len) {
+    int want = opt.binary ? 2 : 1;
+    if (c->echoed >= c->sent) {
+        fail(c, "a message that was never sent (%zu bytes)", len);
+        return -1;
+    }
+    if (opcode != want) {
+        fail(c, "echo has opcode %d, sent %d", opcode, want);
+        return -1;
+    }
+    if (len != opt.size || memcmp(data, pattern + (c->echoed % 26), len) != 0) {
+        fail(c, "echo %llu differs from the message sent (%zu bytes back, %zu sent)",
+             (unsigned long long)c->echoed, len, opt.size);
+        return -1;
+    }
+    c->echoed++;
+    if (counting)
+        counted++;
+    if (sending && c->state == OPEN)
+        queue_message(c);
+    return 0;
+}
+
+/* Parse server frames from rbuf. Returns 0, or -1 if the connection ended. */
+static int parse_frames(struct conn *c, size_t *pos) {
+    for (;;) {
+        unsigned char *p = c->rbuf + *pos;
+        size_t avail = c->rlen - *pos;
+        if (avail < 2)
+            return 0;
+        int fin = p[0] & 0x80, rsv = p[0] & 0x70, opcode = p[0] & 0x0f;
+        if (p[1] & 0x80) {
+            fail(c, "server frame is masked");
+            return -1;
+        }
+        if (rsv) {
+            fail(c, "server frame has RSV bits 0x%x (no extension was negotiated)", rsv);
+            return -1;
+        }
+        uint64_t len = p[1] & 0x7f;
+        size_t hlen = 2;
+        if (len == 126) {
+            if (avail < 4)
+                return 0;
+            len = ((uint64_t)p[2] << 8) | p[3];
+            hlen = 4;
+        } else if (len == 127) {
+            if (avail < 10)
+                return 0;
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = (len << 8) | p[2 + i];
+            hlen = 10;
+        }
+        if (hlen + len > rcap) {
+            fail(c, "server frame of %llu bytes, more than was ever sent", (unsigned long long)len);
+            return -1;
+        }
+        if (avail < hlen + len)
+            return 0;
+        unsigned char *payload = p + hlen;
+        *pos += hlen + len;
+        if (opcode >= 8) {
+            if (!fin || len > 125) {
+                fail(c, "malformed control frame (opcode %d)", opcode);
+                return -1;
+            }
+            if (opcode == 8) {
+                int code = len >= 2 ? (payload[0] << 8) | payload[1] : 1005;
+                if (!c->close_sent) {
+                    fail(c, "server closed the WebSocket (code %d, '%.*s')", code,
+                         len > 2 ? (int)len - 2 : 0, payload + 2);
+                    return -1;
+                }
+                finish(c); /* the close handshake is complete */
+                return -1;
+            }
+            if (opcode == 9) {
+                if (!c->close_sent)
+                    queue_frame(c, 10, payload, len); /* pong */
+            } else if (opcode != 10) {
+                fail(c, "unknown control opcode %d", opcode);
+                return -1;
+            }
+            continue;
+        }
+        if (opcode == 0) {
+            if (!c->msg_opcode) {
+                fail(c, "continuation frame without a message");
+                return -1;
+            }
+        } else if (opcode == 1 || opcode == 2) {
+            if (c->msg_opcode) {
+                fail(c, "new message inside a fragmented one");
+                return -1;
+            }
+            if (fin) {
+                if (on_echo(c, opcode, payload, len) < 0)
+                    return -1;
+                continue;
+            }
+            c->msg_opcode = opcode;
+            c->msg_len = 0;
+        } else {
+            fail(c, "unknown data opcode %d", opcode);
+            return -1;
+        }
+        if (c->msg_len + len > opt.size) {
+            fail(c, "fragmented echo longer than %zu bytes", opt.size);
+            return -1;
+        }
+        memcpy(c->msg + c->msg_len, payload, len);
+        c->msg_len += len;
+        if (fin) {
+            int op = c->msg_opcode;
+            c->msg_opcode = 0;
+            if (on_echo(c, op, c->msg, c->msg_len) < 0)
+                return -1;
+        }
+    }
+}
+
+static void on_readable(struct conn *c) {
+    for (;;) {
+        if (c->rlen == rcap) {
+            fail(c, "receive buffer full");
+            return;
+        }
+        ssize_t n = recv(c->fd, c->rbuf + c->rlen, rcap - c->rlen, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            if (n < 0)
+                fail(c, "recv: %s", strerror(errno));
+            else
+                fail(c, c->close_sent ? "EOF before the server's close frame"
+                                      : "EOF from the server (no close frame)");
+            return;
+        }
+        c->rlen += n;
+        size_t pos = 0;
+        if (c->state == HANDSHAKE) {
+            long took = parse_handshake(c);
+            if (took <= 0)
+                return; /* incomplete (keep reading later) or failed */
+            pos = took;
+        }
+        if (parse_frames(c, &pos) < 0)
+            return;
+        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+        c->rlen -= pos;
+        if ((size_t)n < rcap / 2)
+            break; /* probably drained; level-triggered epoll will call again */
+    }
+    flush(c);
+}
+
+static void on_writable(struct conn *c) {
+    if (c->state == CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) {
+            fail(c, "connect: %s", strerror(err));
+            return;
+        }
+        send_handshake(c);
+        return;
+    }
+    flush(c);
+}
+
+static void open_conn(struct conn *c, struct sockaddr_in *addr) {
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        perror("socket");
+        exit(2);
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->state = CONNECTING;
+    c->want_out = 1;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+    if (connect(c->fd, (struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS)
+        fail(c, "connect: %s", strerror(errno));
+}
+
+static int count_state(enum state s) {
+    int n = 0;
+    for (int i = 0; i < opt.connections; i++)
+        n += conns[i].state == s;
+    return n;
+}
+
+static int in_flight_total(void) {
+    uint64_t n = 0;
+    for (int i = 0; i < opt.connections; i++)
+        if (conns[i].state == OPEN)
+            n += conns[i].sent - conns[i].echoed;
+    return (int)n;
+}
+
+/* Run the event loop until `until` (monotonic) or until done() says stop. */
+static void loop(double until, int (*done)(void)) {
+    struct epoll_event events[256];
+    for (;;) {
+        if (done && done())
+            return;
+        double left = until - now();
+        if (left <= 0)
+            return;
+        int timeout = (int)(left * 1000) + 1;
+        if (timeout > 100)
+            timeout = 100;
+        int n = epoll_wait(epfd, events, 256, timeout);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            perror("epoll_wait");
+            exit(2);
+        }
+        for (int i = 0; i < n; i++) {
+            struct conn *c = events[i].data.ptr;
+            if (c->state == FAILED || c->state == DONE)
+                continue;
+            if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                on_readable(c);
+            if (c->state != FAILED && c->state != DONE && (events[i].events & EPOLLOUT))
+                on_writable(c);
+        }
+    }
+}
+
+static int handshakes_done(void) {
+    return count_state(CONNECTING) + count_state(HANDSHAKE) == 0;
+}
+static int drained(void) { return in_flight_total() == 0; }
+static int all_closed(void) { return count_state(CLOSING) == 0; }
+
+static void usage(const char *prog) {
+    fprintf(stderr,
+            "usage: %s --port PORT [--host 127.0.0.1] [--path /] [--connections 64]\n"
+            "          [--in-flight 1] [--size 32] [--binary] [--duration 10]\n",
+            prog);
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--binary")) {
+            opt.binary = 1;
+            continue;
+        }
+        if (!v)
+            usage(argv[0]);
+        if (!strcmp(a, "--host"))
+            opt.host = v;
+        else if (!strcmp(a, "--port"))
+            opt.port = atoi(v);
+        else if (!strcmp(a, "--path"))
+            opt.path = v;
+        else if (!strcmp(a, "--connections"))
+            opt.connections = atoi(v);
+        else if (!strcmp(a, "--in-flight"))
+            opt.in_flight = atoi(v);
+        else if (!strcmp(a, "--size"))
+            opt.size = strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--duration"))
+            opt.duration = atof(v);
+        else
+            usage(argv[0]);
+        i++;
+    }
+    if (opt.port <= 0 || opt.connections < 1 || opt.in_flight < 1 || opt.size > (1u << 24) ||
+        opt.duration <= 0)
+        usage(argv[0]);
+
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(opt.port)};
+    if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1) {
+        fprintf(stderr, "--host must be an IPv4 address\n");
+        return 2;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)opt.connections + 16) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    pattern = malloc(opt.size + 26);
+    for (size_t i = 0; i < opt.size + 26; i++)
+        pattern[i] = 'a' + i % 26;
+    rcap = 2 * (opt.size + 14) > 65536 ? 2 * (opt.size + 14) : 65536;
+
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    conns = calloc(opt.connections, sizeof *conns);
+    for (int i = 0; i < opt.connections; i++) {
+        struct conn *c = &conns[i];
+        c->id = i;
+        c->rbuf = malloc(rcap);
+        c->wcap = 4096 > opt.in_flight * (opt.size + 14) ? 4096 : opt.in_flight * (opt.size + 14);
+        c->wbuf = malloc(c->wcap);
+        c->msg = malloc(opt.size ? opt.size : 1);
+        open_conn(c, &addr);
+    }
+
+    /* 1. Connect and handshake every connection; the clock is not running yet. */
+    loop(now() + opt.connect_timeout, handshakes_done);
+    for (int i = 0; i < opt.connections; i++)
+        if (conns[i].state == CONNECTING || conns[i].state == HANDSHAKE)
+            fail(&conns[i], "no handshake answer within %.0fs", opt.connect_timeout);
+    int open = count_state(OPEN);
+
+    /* 2. Measure: K messages in flight on every open connection, for --duration. */
+    double cpu0 = cpu_seconds(), t0 = now();
+    counting = 1;
+    for (int i = 0; i < opt.connections; i++) {
+        struct conn *c = &conns[i];
+        if (c->state != OPEN)
+            continue;
+        for (int k = 0; k < opt.in_flight; k++)
+            queue_message(c);
+        flush(c);
+    }
+    if (open)
+        loop(t0 + opt.duration, NULL);
+    double t1 = now(), cpu1 = cpu_seconds();
+    counting = 0;
+    sending = 0;
+
+    /* 3. Collect the echoes still in flight, then close every connection cleanly. */
+    loop(now() + opt.drain_timeout, drained);
+    for (int i = 0; i < opt.connections; i++) {
+        struct conn *c = &conns[i];
+        if (c->state == OPEN && c->sent != c->echoed)
+            fail(c, "%llu message(s) never echoed",
+                 (unsigned long long)(c->sent - c->echoed));
+    }
+    for (int i = 0; i < opt.connections; i++)
+        if (conns[i].state == OPEN)
+            send_close(&conns[i]);
+    loop(now() + opt.drain_timeout, all_closed);
+    for (int i = 0; i < opt.connections; i++)
+        if (conns[i].state == CLOSING)
+            fail(&conns[i], "no close frame from the server within %.0fs", opt.drain_timeout);
+
+    double seconds = open ? t1 - t0 : 0.0; /* no clock ran without an open connection */
+    double rate = seconds > 0 ? counted / seconds : 0.0;
+    if (!open && !errors) {
+        errors++;
+        note("no connection opened");
+    }
+    /* JSON string: escape what could break it. */
+    char esc[1100];
+    size_t j = 0;
+    for (size_t i = 0; detail[i] && j < sizeof esc - 7; i++) {
+        unsigned char ch = detail[i];
+        if (ch == '"' || ch == '\\') {
+            esc[j++] = '\\';
+            esc[j++] = ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            j += snprintf(esc + j, 7, "\\u%04x", ch);
+        } else {
+            esc[j++] = ch;
+        }
+    }
+    esc[j] = 0;
+    printf("{\"connections\": %d, \"open\": %d, \"in_flight\": %d, \"size\": %zu, "
+           "\"binary\": %s, \"seconds\": %.3f, \"messages\": %llu, \"msg_per_sec\": %.1f, "
+           "\"client_cpu\": %.3f, \"errors\": %ld, \"handshake_errors\": %ld, "
+           "\"error_detail\": \"%s%s\"}\n",
+           opt.connections, open, opt.in_flight, opt.size, opt.binary ? "true" : "false",
+           seconds, (unsigned long long)counted, rate, seconds > 0 ? (cpu1 - cpu0) / seconds : 0.0,
+           errors, handshake_errors, esc, detail_n > 3 ? " ..." : "");
+    return 0;
+}
