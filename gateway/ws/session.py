@@ -23,6 +23,7 @@ from ..asgi import ASGIMessageError, ClientDisconnected, Exchange, websocket_sco
 from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
 from ..loading import ASGIApp, Message
 from ..logs import error_logger
+from .frames import FrameConnection
 from .handshake import WebSocketRequest, negotiate_deflate
 
 HTTP_RESPONSE_EXTENSION = "websocket.http.response"
@@ -284,7 +285,10 @@ class WebSocketSession:
             if deflate is not None and answer is not None:
                 extensions.append(deflate)
                 headers.append((b"sec-websocket-extensions", answer))
-        self.connection = Connection(ConnectionType.SERVER, extensions=extensions)
+        if extensions:
+            self.connection = Connection(ConnectionType.SERVER, extensions=extensions)
+        else:
+            self.connection = FrameConnection(self.settings.max_size)  # type: ignore[assignment]
         self.state = OPEN
         self.carrier.accept(self, headers)
         if self.settings.ping_interval:

@@ -1,0 +1,230 @@
+"""WebSocket frames of a connection without extensions, one pass per frame.
+
+wsproto's frame layer is general (extensions, frames handed up piece by piece as they arrive,
+a generator per step) and on the echo benchmark it was most of the server's time per message.
+Most connections negotiate no extension, and for those `FrameConnection` does the same work
+directly: it offers the part of `wsproto.connection.Connection` the session uses
+(`receive_data`, `events`, `send`, `state`) and gives the same events and close codes; the
+tests feed both the same frames. With permessage-deflate the session uses wsproto.
+
+One difference is deliberate: a frame longer than `max_size` is refused with 1009 from its
+header, instead of being buffered first.
+"""
+
+from __future__ import annotations
+
+from codecs import getincrementaldecoder
+from typing import Any
+
+from wsproto.connection import ConnectionState
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError
+
+_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+# RFC 6455 section 7.4: what a peer may put in a close frame.
+_LOCAL_ONLY = frozenset((1005, 1006, 1015))
+_DEFINED = frozenset(reason.value for reason in CloseReason) - _LOCAL_ONLY
+_OPEN = ConnectionState.OPEN
+_CLOSED = ConnectionState.CLOSED
+
+
+class _ParseFailed(Exception):
+    def __init__(self, reason: str, code: CloseReason = CloseReason.PROTOCOL_ERROR) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    size = len(payload)
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        return bytes((0x80 | opcode, size)) + payload
+    if size < 65536:
+        return bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big") + payload
+
+
+class FrameConnection:
+    """The server side of a WebSocket without extensions."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.state = _OPEN
+        self._buffer = bytearray()
+        self._events: list[Event] = []
+        self._message_opcode: int | None = None  # of the fragmented message under way
+        self._decoder: Any = None  # UTF-8, across the fragments of a text message
+        self._failed = False
+
+    def events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def receive_data(self, data: bytes | None) -> None:
+        if data is None:
+            self._events.append(CloseConnection(code=CloseReason.ABNORMAL_CLOSURE))
+            self.state = _CLOSED
+            return
+        if self.state is _CLOSED:
+            raise LocalProtocolError("Connection already closed.")
+        if self._failed:
+            return
+        buffer = self._buffer
+        buffer += data
+        try:
+            consumed = self._parse(buffer)
+        except _ParseFailed as exc:
+            self._failed = True
+            buffer.clear()
+            self._events.append(CloseConnection(code=exc.code, reason=str(exc)))
+            return
+        if consumed:
+            del buffer[:consumed]
+
+    def _parse(self, buffer: bytearray) -> int:
+        """Turn every complete frame in `buffer` into events; return the bytes used."""
+        position = 0
+        available = len(buffer)
+        while available - position >= 2:
+            first = buffer[position]
+            second = buffer[position + 1]
+            opcode = first & 0x0F
+            final = first & 0x80
+            if first & 0x70:
+                raise _ParseFailed("reserved bits set, and no extension was negotiated")
+            if not second & 0x80:
+                raise _ParseFailed("server received unexpected unmasked frame")
+            size = second & 0x7F
+            header = 6
+            if opcode & 0x08:
+                if opcode not in (_CLOSE, _PING, _PONG):
+                    raise _ParseFailed(f"Invalid opcode {opcode:#x}")
+                if not final:
+                    raise _ParseFailed("Invalid attempt to fragment control frame")
+                if size > 125:
+                    raise _ParseFailed("Control frame with payload len > 125")
+            elif opcode > _BINARY:
+                raise _ParseFailed(f"Invalid opcode {opcode:#x}")
+            elif size == 126:
+                if available - position < 4:
+                    break
+                size = int.from_bytes(buffer[position + 2:position + 4], "big")
+                if size < 126:
+                    raise _ParseFailed("Payload length used 2 bytes when 1 would have sufficed")
+                header = 8
+            elif size == 127:
+                if available - position < 10:
+                    break
+                size = int.from_bytes(buffer[position + 2:position + 10], "big")
+                if size < 65536:
+                    raise _ParseFailed("Payload length used 8 bytes when 2 would have sufficed")
+                if size >> 63:
+                    raise _ParseFailed("8-byte payload length with non-zero MSB")
+                header = 14
+            if size > self.max_size:
+                raise _ParseFailed("frame larger than --ws-max-size", CloseReason.MESSAGE_TOO_BIG)
+            end = position + header + size
+            if end > available:
+                break
+            payload = bytes(buffer[position + header:end])
+            if size:
+                payload = _unmask(payload, bytes(buffer[position + header - 4:position + header]))
+            position = end
+            if opcode & 0x08:
+                self._control(opcode, payload)
+                if opcode == _CLOSE:
+                    break  # nothing after a close frame is read
+            else:
+                self._data(opcode, payload, bool(final))
+        return position
+
+    def _data(self, opcode: int, payload: bytes, final: bool) -> None:
+        if opcode == _CONTINUATION:
+            if self._message_opcode is None:
+                raise _ParseFailed("unexpected CONTINUATION")
+            opcode = self._message_opcode
+        elif self._message_opcode is not None:
+            raise _ParseFailed(f"expected CONTINUATION, got {opcode:#x}")
+        self._message_opcode = None if final else opcode
+        if opcode == _BINARY:
+            self._events.append(BytesMessage(data=payload, message_finished=final))
+            return
+        try:
+            if final and self._decoder is None:
+                text = payload.decode("utf-8")
+            else:
+                if self._decoder is None:
+                    self._decoder = getincrementaldecoder("utf-8")()
+                text = self._decoder.decode(payload, final)
+                if final:
+                    self._decoder = None
+        except UnicodeDecodeError as exc:
+            raise _ParseFailed(str(exc), CloseReason.INVALID_FRAME_PAYLOAD_DATA) from None
+        self._events.append(TextMessage(data=text, message_finished=final))
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        if opcode == _PING:
+            self._events.append(Ping(payload=payload))
+        elif opcode == _PONG:
+            self._events.append(Pong(payload=payload))
+        else:
+            code, reason = self._close_payload(payload)
+            closing = self.state is ConnectionState.LOCAL_CLOSING
+            self.state = _CLOSED if closing else ConnectionState.REMOTE_CLOSING
+            self._events.append(CloseConnection(code=code, reason=reason))
+
+    @staticmethod
+    def _close_payload(payload: bytes) -> tuple[int, str]:
+        if not payload:
+            return CloseReason.NO_STATUS_RCVD, ""
+        if len(payload) == 1:
+            raise _ParseFailed("CLOSE with 1 byte payload")
+        code = int.from_bytes(payload[:2], "big")
+        if code < 1000 or code > 4999:
+            raise _ParseFailed("CLOSE with invalid code")
+        if code in _LOCAL_ONLY:
+            raise _ParseFailed("remote CLOSE with local-only reason")
+        if code < 3000 and code not in _DEFINED:
+            raise _ParseFailed("CLOSE with unknown reserved code")
+        try:
+            reason = payload[2:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _ParseFailed(
+                "Error decoding CLOSE reason: " + str(exc), CloseReason.INVALID_FRAME_PAYLOAD_DATA
+            ) from None
+        return (CloseReason(code) if code in _DEFINED else code), reason
+
+    def send(self, event: Event) -> bytes:
+        kind = type(event)
+        state = self.state
+        if state is _OPEN:
+            if kind is TextMessage:
+                return _frame(_TEXT, event.data.encode("utf-8"))  # type: ignore[attr-defined]
+            if kind is BytesMessage:
+                return _frame(_BINARY, bytes(event.data))  # type: ignore[attr-defined]
+            if kind is Ping:
+                return _frame(_PING, event.payload)  # type: ignore[attr-defined]
+            if kind is Pong:
+                return _frame(_PONG, event.payload)  # type: ignore[attr-defined]
+        if kind is CloseConnection and state in (_OPEN, ConnectionState.REMOTE_CLOSING):
+            self.state = _CLOSED if state is ConnectionState.REMOTE_CLOSING else ConnectionState.LOCAL_CLOSING
+            return _frame(_CLOSE, _close_body(event))  # type: ignore[arg-type]
+        raise LocalProtocolError(f"Event {event} cannot be sent in state {state}.")
+
+
+def _close_body(event: CloseConnection) -> bytes:
+    code = event.code
+    if code is CloseReason.NO_STATUS_RCVD:  # the peer's empty close, echoed as empty
+        return b""
+    if code in _LOCAL_ONLY:
+        code = CloseReason.NORMAL_CLOSURE
+    reason = (event.reason or "").encode("utf-8")
+    if len(reason) > 123:
+        reason = reason[:123].decode("utf-8", "ignore").encode("utf-8")
+    return int(code).to_bytes(2, "big") + reason

@@ -1,0 +1,167 @@
+"""gateway's own frame layer (gateway/ws/frames.py) against wsproto, the reference: the same
+client bytes give the same events, close codes and states, whole or a byte at a time, and
+the same server frames go out. The one deliberate difference (a frame over the size limit is
+refused from its header) has its own test."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.frame_protocol import CloseReason
+
+from gateway.ws.frames import FrameConnection
+
+LIMIT = 1 << 20
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0,
+                 masked: bool = True, length_bytes: int | None = None) -> bytes:
+    """A client frame built by hand, so that it can be wrong in any one way."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    size = len(payload)
+    if length_bytes is None:
+        length_bytes = 0 if size < 126 else 2 if size < 65536 else 8
+    mask_bit = 0x80 if masked else 0
+    if length_bytes == 0:
+        head = bytes((first, mask_bit | size))
+    elif length_bytes == 2:
+        head = bytes((first, mask_bit | 126)) + struct.pack(">H", size)
+    else:
+        head = bytes((first, mask_bit | 127)) + struct.pack(">Q", size)
+    if not masked:
+        return head + payload
+    key = b"\x12\x34\x56\x78"
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    return struct.pack(">H", code) + reason
+
+
+SEQUENCES = {
+    "text": client_frame(TEXT, "héllo wörld".encode()),
+    "binary": client_frame(BINARY, bytes(range(256)) * 3),
+    "empty text": client_frame(TEXT, b""),
+    "126 bytes": client_frame(BINARY, b"x" * 126),
+    "65536 bytes": client_frame(BINARY, b"y" * 65536),
+    "fragmented text": client_frame(TEXT, b"ab", fin=False)
+    + client_frame(CONTINUATION, "cd€".encode()[:3], fin=False)
+    + client_frame(CONTINUATION, "cd€".encode()[3:]),
+    "fragmented binary with a ping between": client_frame(BINARY, b"12", fin=False)
+    + client_frame(PING, b"p") + client_frame(CONTINUATION, b"34"),
+    "ping and pong": client_frame(PING, b"hello") + client_frame(PONG, b""),
+    "close with code and reason": client_frame(CLOSE, close_payload(1000, b"bye")),
+    "close without a code": client_frame(CLOSE, b""),
+    "close with a private code": client_frame(CLOSE, close_payload(4321, "ça".encode())),
+    "messages then close": client_frame(TEXT, b"a") + client_frame(BINARY, b"b")
+    + client_frame(CLOSE, close_payload(1001)),
+    "unmasked": client_frame(TEXT, b"hi", masked=False),
+    "reserved bit": client_frame(TEXT, b"hi", rsv=0x40),
+    "reserved opcode": client_frame(3, b"hi"),
+    "reserved control opcode": client_frame(11, b""),
+    "fragmented ping": client_frame(PING, b"p", fin=False),
+    "long ping": client_frame(PING, b"p" * 126),
+    "non-minimal 2-byte length": client_frame(TEXT, b"short", length_bytes=2),
+    "non-minimal 8-byte length": client_frame(BINARY, b"z" * 300, length_bytes=8),
+    "continuation first": client_frame(CONTINUATION, b"x"),
+    "new message inside a fragmented one": client_frame(TEXT, b"a", fin=False)
+    + client_frame(TEXT, b"b"),
+    "invalid UTF-8": client_frame(TEXT, b"\xff\xfe"),
+    "invalid UTF-8 across fragments": client_frame(TEXT, b"\xe2\x82", fin=False)
+    + client_frame(CONTINUATION, b"\x41"),
+    "truncated UTF-8 at the end": client_frame(TEXT, b"ok\xe2\x82"),
+    "close with one byte": client_frame(CLOSE, b"\x03"),
+    "close with code 999": client_frame(CLOSE, close_payload(999)),
+    "close with code 1005": client_frame(CLOSE, close_payload(1005)),
+    "close with code 1016": client_frame(CLOSE, close_payload(1016)),
+    "close with code 2999": client_frame(CLOSE, close_payload(2999)),
+    "close with code 5000": client_frame(CLOSE, close_payload(5000)),
+    "close with a bad reason": client_frame(CLOSE, close_payload(1000, b"\xff")),
+}
+
+
+def normalised(events) -> list[tuple]:
+    """Events as comparable tuples; the wording of a failure's reason is each library's own."""
+    out = []
+    for event in events:
+        if isinstance(event, (TextMessage, BytesMessage)):
+            out.append((type(event).__name__, bytes(event.data) if isinstance(event, BytesMessage)
+                        else event.data, event.message_finished))
+        elif isinstance(event, (Ping, Pong)):
+            out.append((type(event).__name__, bytes(event.payload)))
+        elif isinstance(event, CloseConnection):
+            out.append(("Close", int(event.code)))
+        else:
+            out.append((type(event).__name__,))
+    return out
+
+
+def reference_events(data: bytes) -> tuple[list[tuple], str]:
+    connection = Connection(ConnectionType.SERVER)
+    connection.receive_data(data)
+    return normalised(connection.events()), connection.state.name
+
+
+def our_events(data: bytes, chunk: int | None = None) -> tuple[list[tuple], str]:
+    connection = FrameConnection(LIMIT)
+    events = []
+    pieces = [data] if chunk is None else [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    for piece in pieces:
+        connection.receive_data(piece)
+        events.extend(connection.events())
+    return normalised(events), connection.state.name
+
+
+@pytest.mark.parametrize("name", SEQUENCES)
+def test_same_events_as_wsproto(name):
+    data = SEQUENCES[name]
+    assert our_events(data) == reference_events(data)
+
+
+@pytest.mark.parametrize("name", SEQUENCES)
+def test_same_events_a_byte_at_a_time(name):
+    data = SEQUENCES[name]
+    assert our_events(data, chunk=1) == our_events(data)
+
+
+@pytest.mark.parametrize("event", [
+    TextMessage(data=""), TextMessage(data="ünïcode"), BytesMessage(data=b"x" * 125),
+    BytesMessage(data=b"x" * 126), BytesMessage(data=b"x" * 65535), BytesMessage(data=b"x" * 65536),
+    Ping(payload=b"ping"), Pong(payload=b""), CloseConnection(code=1000, reason="bye"),
+    CloseConnection(code=CloseReason.NO_STATUS_RCVD), CloseConnection(code=1005),
+    CloseConnection(code=1006), CloseConnection(code=4000, reason="é" * 100),
+], ids=repr)
+def test_same_frames_out_as_wsproto(event):
+    ours, reference = FrameConnection(LIMIT), Connection(ConnectionType.SERVER)
+    assert ours.send(event) == bytes(reference.send(event))
+    assert ours.state == reference.state
+
+
+def test_close_handshake_states_match_wsproto():
+    for first in ("client", "server"):
+        ours, reference = FrameConnection(LIMIT), Connection(ConnectionType.SERVER)
+        for connection in (ours, reference):
+            if first == "server":
+                connection.send(CloseConnection(code=1000))
+                connection.receive_data(client_frame(CLOSE, close_payload(1000)))
+                list(connection.events())  # wsproto moves its state as events are read
+            else:
+                connection.receive_data(client_frame(CLOSE, close_payload(1000)))
+                list(connection.events())
+                connection.send(CloseConnection(code=1000))
+        assert ours.state == reference.state
+
+
+def test_a_frame_over_the_limit_is_refused_from_its_header():
+    """Only its header has arrived, and the answer is already 1009 (wsproto would wait and
+    hand up the pieces)."""
+    connection = FrameConnection(1000)
+    frame = client_frame(BINARY, b"x" * 1001)
+    connection.receive_data(frame[:20])
+    assert normalised(connection.events()) == [("Close", 1009)]
