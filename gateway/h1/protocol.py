@@ -114,7 +114,11 @@ class H1Protocol(asyncio.Protocol):
         if self.closing or self.broken:
             return
         if self.websocket is not None:
+            # Frames sent before the 101 are kept for the session; reading goes on (a client
+            # that leaves is noticed) until they pass a bound.
             self.websocket_early += data
+            if len(self.websocket_early) > BODY_HIGH_WATER:
+                self._pause_reading()
             return
         if self.switch_to_h2 is not None:
             data = self._sniff_preface(data)
@@ -199,7 +203,7 @@ class H1Protocol(asyncio.Protocol):
             raise RequestError(400, "a request needs exactly one Host header")
         if upgrade and self.current is None and not self.pipeline:
             if wants_websocket(headers):
-                self._open_websocket(method, target, http_version, headers)
+                self._open_websocket(method, target, http_version, headers, body_expected)
                 return
             if self.h2c is not None:
                 self.upgrade = H2CUpgrade.requested(method, target, headers)
@@ -245,13 +249,17 @@ class H1Protocol(asyncio.Protocol):
             self.incoming = None
             exchange.feed_end()
 
-    def _open_websocket(self, method: str, target: bytes, http_version: str, headers: Headers) -> None:
-        """RFC 6455 section 4.2: the app is called with a websocket scope; reading stops until
-        it accepts (the connection goes to H1WebSocket) or denies (an HTTP response, then
-        close)."""
+    def _open_websocket(self, method: str, target: bytes, http_version: str, headers: Headers,
+                        body_expected: bool) -> None:
+        """RFC 6455 section 4.2: the app is called with a websocket scope; it accepts (the
+        connection goes to H1WebSocket) or denies (an HTTP response, then close)."""
         try:
             if http_version != "1.1":
                 raise HandshakeError(f"a WebSocket handshake needs HTTP/1.1, not HTTP/{http_version}")
+            if body_expected:
+                # The engines differ on where a body before the frames would end; a GET
+                # handshake has no use for one.
+                raise HandshakeError("a WebSocket handshake request has no body")
             request = read_request(method, headers, http2=False)
         except HandshakeError as exc:
             raise RequestError(400, str(exc), [VERSION_FIELD]) from None
@@ -267,7 +275,6 @@ class H1Protocol(asyncio.Protocol):
         self.websocket = carrier
         self.current = exchange
         self.current_keep_alive = False
-        self._pause_reading()
         state.start_app(session.run(state.app))
 
     def hand_over(self) -> bytes:

@@ -55,7 +55,7 @@ class H1WebSocket(asyncio.Protocol):
         transport.set_protocol(self)
         if tail:
             session.feed_data(tail)
-        if not self.closing:
+        if not self.closing and h1.reading_paused:
             transport.resume_reading()
 
     def send_frames(self, session: WebSocketSession, data: bytes) -> None:
@@ -82,6 +82,13 @@ class H1WebSocket(asyncio.Protocol):
         if not self.closing:
             self.closing = True
             self.transport.close()
+        self._wake_drain()  # an app blocked in send learns the WebSocket is closed
+
+    def abort(self, session: WebSocketSession) -> None:
+        """A peer that does not answer: what it has not read is dropped with the connection."""
+        self.closing = True
+        self.transport.abort()
+        self._wake_drain()
 
     # -- asyncio callbacks ----------------------------------------------------------------
 

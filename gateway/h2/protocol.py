@@ -359,14 +359,14 @@ class H2Protocol(asyncio.Protocol):
             self._grant(exchange.carrier_key, nbytes)
             self.flush_soon()
 
-    def abort(self, exchange: Exchange) -> None:
+    def abort(self, exchange: Exchange, code: ErrorCodes = ErrorCodes.INTERNAL_ERROR) -> None:
         stream_id = exchange.carrier_key
         stream = self.streams.pop(stream_id, None)
         exchange.feed_disconnect()
         if stream is not None and not self.closing:
             wake(stream)
             try:
-                self.conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+                self.conn.reset_stream(stream_id, code)
             except h2.exceptions.StreamClosedError:
                 pass
             self._flush()

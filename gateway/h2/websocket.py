@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from h2.errors import ErrorCodes
+
 from ..ws.session import WebSocketSession
 from .fields import response_fields
 from .stream import Stream
@@ -56,6 +58,10 @@ class H2WebSocket:
         if self.unacked:
             self.protocol.body_consumed(session.exchange, self.unacked)
             self.unacked = 0
+
+    def abort(self, session: WebSocketSession) -> None:
+        """A peer that does not answer: the stream is reset, what it has not read dropped."""
+        self.protocol.abort(session.exchange, ErrorCodes.CANCEL)
 
     def close(self, session: WebSocketSession) -> None:
         """END_STREAM after whatever is still waiting for window (the close frame)."""

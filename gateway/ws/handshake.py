@@ -95,12 +95,50 @@ def accept_value(key: bytes) -> bytes:
 
 
 def negotiate_deflate(offers: list[str], max_size: int) -> tuple[BoundedDeflate | None, bytes | None]:
-    """permessage-deflate (RFC 7692) when the client offers it: the extension and the
-    Sec-WebSocket-Extensions value to answer with, or (None, None)."""
-    if not offers:
-        return None, None
-    deflate = BoundedDeflate(max_size)
-    answer = server_extensions_handshake(offers, [deflate])
-    if answer is None or not deflate.enabled():
-        return None, None
-    return deflate, answer
+    """permessage-deflate (RFC 7692) when the client offers it acceptably: the extension and
+    the Sec-WebSocket-Extensions value to answer with, or (None, None). Offers are checked
+    here first (section 5: unknown or repeated parameters and bad values decline that offer),
+    so that wsproto only ever sees well-formed ones."""
+    for offer in offers:
+        normalised = _deflate_offer(offer)
+        if normalised is None:
+            continue
+        deflate = BoundedDeflate(max_size)
+        answer = server_extensions_handshake([normalised], [deflate])
+        if answer is not None and deflate.enabled():
+            return deflate, answer
+    return None, None
+
+
+def _deflate_offer(offer: str) -> str | None:
+    """The offer with quotes dropped, if it is a permessage-deflate offer we can accept."""
+    name, *parameters = (part.strip() for part in offer.split(";"))
+    if name.lower() != "permessage-deflate":
+        return None
+    seen: set[str] = set()
+    out = [name.lower()]
+    for parameter in parameters:
+        key, has_value, value = (piece.strip() for piece in parameter.partition("="))
+        key = key.lower()
+        value = value.strip('"') if len(value) >= 2 and value[0] == value[-1] == '"' else value
+        if key in seen:
+            return None
+        seen.add(key)
+        if key in ("server_no_context_takeover", "client_no_context_takeover"):
+            if has_value:
+                return None
+            out.append(key)
+        elif key in ("server_max_window_bits", "client_max_window_bits"):
+            if has_value:
+                # zlib cannot make a raw deflate stream with an 8-bit window for us to send.
+                low = 9 if key == "server_max_window_bits" else 8
+                if not value.isdigit() or not low <= int(value) <= 15:
+                    return None
+                out.append(f"{key}={int(value)}")
+            elif key == "server_max_window_bits":
+                return None  # section 7.1.2.1: it needs a value
+            else:
+                out.append(key)
+        else:
+            return None
+    return "; ".join(out)

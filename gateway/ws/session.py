@@ -55,7 +55,11 @@ class WebSocketCarrier(Protocol):
     def resume_reading(self, session: WebSocketSession) -> None: ...
 
     def close(self, session: WebSocketSession) -> None:
-        """The WebSocket is over: end the connection (HTTP/1.1) or the stream (HTTP/2)."""
+        """The WebSocket is over: end the connection (HTTP/1.1) or the stream (HTTP/2) once
+        what is queued has gone, and wake a sender waiting in `drain`."""
+
+    def abort(self, session: WebSocketSession) -> None:
+        """End it now, dropping what is queued: the peer is not reading."""
 
 
 class SessionState(enum.Enum):
@@ -104,7 +108,7 @@ class WebSocketSession:
         self.state = CONNECTING
         self.connection: Connection | None = None
         self.connect_delivered = False
-        self.inbox: deque[Message] = deque()
+        self.inbox: deque[tuple[Message, int]] = deque()  # messages and their sizes in bytes
         self.inbox_bytes = 0
         self.reading_paused = False
         self.parts: list[Any] = []
@@ -169,7 +173,7 @@ class WebSocketSession:
             message = {"type": "websocket.receive", "text": data}
         else:
             message = {"type": "websocket.receive", "bytes": bytes(data)}
-        self.inbox.append(message)
+        self.inbox.append((message, self.part_size))
         self.inbox_bytes += self.part_size
         self.part_size = 0
         if self.inbox_bytes > _INBOX_HIGH_WATER and not self.reading_paused:
@@ -199,10 +203,13 @@ class WebSocketSession:
         self.close_code = code.value
         self._closed()
 
-    def _closed(self) -> None:
+    def _closed(self, abort: bool = False) -> None:
         self.state = CLOSED
         self._cancel_timers()
-        self.carrier.close(self)
+        if abort:
+            self.carrier.abort(self)
+        else:
+            self.carrier.close(self)
         self._wake()
 
     # -- the app's receive and send -----------------------------------------------------
@@ -213,8 +220,8 @@ class WebSocketSession:
             return {"type": "websocket.connect"}
         while True:
             if self.inbox:
-                message = self.inbox.popleft()
-                self.inbox_bytes -= len(message.get("bytes") or message.get("text") or "")
+                message, size = self.inbox.popleft()
+                self.inbox_bytes -= size
                 if self.reading_paused and self.inbox_bytes <= _INBOX_HIGH_WATER // 2:
                     self.reading_paused = False
                     self.carrier.resume_reading(self)
@@ -359,12 +366,12 @@ class WebSocketSession:
         self._pong_due = None
         error_logger.debug("WebSocket %s: no pong within --ws-ping-timeout", self._what())
         self.close_code = CloseReason.ABNORMAL_CLOSURE.value
-        self._closed()
+        self._closed(abort=True)
 
     def _close_timed_out(self) -> None:
         self._timer = None
         if self.state is CLOSING:
-            self._closed()
+            self._closed(abort=True)
 
     def _cancel_timers(self) -> None:
         for handle in (self._timer, self._pong_due):
