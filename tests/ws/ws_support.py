@@ -1,0 +1,310 @@
+"""Helpers for the WebSocket-over-HTTP/1.1 tests: small ASGI apps, the `websockets` client with
+test defaults, a raw-socket client on wsproto's client side (for what `websockets` will not
+send: fragments by hand, malformed frames, a client that never reads or never answers a ping),
+hand-built frames and handshakes, and an HTTP response reader for denials.
+
+Every socket has a timeout, so a server that stalls fails a test instead of hanging it."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from support import TIMEOUT
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as _connect
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import AcceptConnection, CloseConnection, Event, Request
+from wsproto.extensions import Extension
+
+KEY = base64.b64encode(b"0123456789abcdef").decode()
+
+
+# -- apps -----------------------------------------------------------------------------------------
+
+
+def ws_app(func):
+    """The app for `websocket` scopes only; it returns at once for lifespan (taken as "no
+    lifespan support") and is never called with an `http` scope in these tests."""
+
+    @functools.wraps(func)
+    async def app(scope, receive, send):
+        if scope["type"] == "websocket":
+            await func(scope, receive, send)
+
+    return app
+
+
+@ws_app
+async def echo_app(scope, receive, send):
+    """Accepts, echoes every message as it came (text as text, bytes as bytes) and returns on
+    disconnect."""
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+# -- the websockets client ---------------------------------------------------------------------------
+
+
+def ws_connect(url: str, **options: Any) -> ClientConnection:
+    """`websockets.sync.client.connect` with short timeouts, no proxy from the environment and
+    no keep-alive pings of its own (tests that want them say so)."""
+    options.setdefault("open_timeout", TIMEOUT)
+    options.setdefault("close_timeout", 2)
+    options.setdefault("ping_interval", None)
+    options.setdefault("proxy", None)
+    return _connect(url, **options)
+
+
+def ws_url(server: Any, path: str = "/", scheme: str = "ws", host: str = "127.0.0.1") -> str:
+    return f"{scheme}://{host}:{server.port}{path}"
+
+
+# -- frames and handshakes by hand ---------------------------------------------------------------
+
+
+def frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False,
+          mask: bytes | None = b"\x37\xfa\x21\x3d") -> bytes:
+    """One frame (RFC 6455 section 5.2) as a client sends it: masked unless `mask` is None."""
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    length = len(payload)
+    mask_bit = 0x80 if mask is not None else 0
+    if length < 126:
+        head = bytes((first, mask_bit | length))
+    elif length < 1 << 16:
+        head = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
+    else:
+        head = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
+    if mask is None:
+        return head + payload
+    key = (mask * (length // 4 + 1))[:length]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
+    return head + mask + masked
+
+
+TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+
+
+def handshake(path: str = "/", *, version: str | None = "13", key: str | None = KEY,
+              http_version: str = "1.1", method: str = "GET", extra: str = "",
+              upgrade: str = "websocket", connection: str = "Upgrade") -> bytes:
+    """An opening handshake request, with any of its required fields left out (None) or wrong."""
+    lines = [f"{method} {path} HTTP/{http_version}", "Host: 127.0.0.1",
+             f"Upgrade: {upgrade}", f"Connection: {connection}"]
+    if key is not None:
+        lines.append(f"Sec-WebSocket-Key: {key}")
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    head = "\r\n".join(lines) + "\r\n" + extra
+    return (head + "\r\n").encode()
+
+
+@dataclass
+class HTTPResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    rest: bytes  # what came after the response (frames, after a 101)
+
+    def get(self, name: bytes) -> bytes | None:
+        values = [value for key, value in self.headers if key == name.lower()]
+        assert len(values) <= 1, f"{name!r} appears {len(values)} times: {self.headers}"
+        return values[0] if values else None
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
+def read_http_response(sock: socket.socket) -> HTTPResponse:
+    """One response off a blocking socket: Content-Length, chunked, none (1xx) or to EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = _recv(sock)
+        assert chunk, f"connection closed before a complete head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.split(b"\r\n")
+    status = int(status_line.split(b" ")[1])
+    headers = []
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers.append((name.strip().lower(), value.strip()))
+    response = HTTPResponse(status, headers, b"", rest)
+    if status < 200:
+        return response
+    length = response.get(b"content-length")
+    if length is not None:
+        while len(rest) < int(length):
+            chunk = _recv(sock)
+            assert chunk, f"connection closed with {int(length) - len(rest)} body bytes missing"
+            rest += chunk
+        response.body, response.rest = rest[:int(length)], rest[int(length):]
+    elif (response.get(b"transfer-encoding") or b"").lower() == b"chunked":
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                chunk = _recv(sock)
+                assert chunk, "connection closed inside a chunked body"
+                rest += chunk
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            while len(rest) < size + 2:
+                chunk = _recv(sock)
+                assert chunk, "connection closed inside a chunk"
+                rest += chunk
+            if size == 0:
+                response.body, response.rest = body, rest[2:]
+                return response
+            body += rest[:size]
+            rest = rest[size + 2:]
+    else:
+        while chunk := _recv(sock):
+            rest += chunk
+        response.body, response.rest = rest, b""
+    return response
+
+
+def exchange_raw(port: int, data: bytes, timeout: float = TIMEOUT) -> tuple[HTTPResponse, bool]:
+    """Send `data` on a new connection; the response and whether the server then closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        response = read_http_response(sock)
+        closed = response.rest == b"" and _recv(sock) == b""
+        return response, closed
+
+
+# -- a raw client on wsproto ------------------------------------------------------------------------
+
+
+class RawWebSocket:
+    """One TCP connection driven by wsproto's client: the test decides what is sent,
+    when it reads and whether it answers pings and closes."""
+
+    def __init__(self, port: int, path: str = "/", *, subprotocols: list[str] | None = None,
+                 extensions: list[Extension] | None = None, rcvbuf: int | None = None,
+                 sndbuf: int | None = None, timeout: float = TIMEOUT) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.timeout = timeout
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.pending: list[Event] = []
+        self.eof = False
+        self.request = Request(host="127.0.0.1", target=path, subprotocols=subprotocols or [],
+                               extensions=extensions or [])
+
+    def __enter__(self) -> RawWebSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_socket()
+
+    def close_socket(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def open(self) -> AcceptConnection:
+        """Send the handshake and read the answer; fails unless it is a 101."""
+        self.sock.sendall(self.ws.send(self.request))
+        event = self.next_event()
+        assert isinstance(event, AcceptConnection), f"handshake not accepted: {event!r}"
+        return event
+
+    def send(self, event: Event) -> None:
+        self.sock.sendall(self.ws.send(event))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def fill(self, timeout: float | None = None) -> bool:
+        """Read once into wsproto; False at EOF."""
+        if self.eof:
+            return False
+        self.sock.settimeout(self.timeout if timeout is None else timeout)
+        try:
+            data = _recv(self.sock)
+        finally:
+            self.sock.settimeout(self.timeout)
+        if not data:
+            self.eof = True
+            self.ws.receive_data(None)
+        else:
+            self.ws.receive_data(data)
+        self.pending.extend(self.ws.events())
+        return bool(data)
+
+    def next_event(self, timeout: float | None = None) -> Event | None:
+        """The next event from the server; None once the connection has ended without one.
+        Raises TimeoutError if nothing comes within `timeout`."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no WebSocket event from the server")
+            if not self.fill(left) and not self.pending:
+                return None
+        return self.pending.pop(0)
+
+    def events_until_close(self, timeout: float | None = None, answer: bool = True) -> list[Event]:
+        """Events until the server's close frame (answered when `answer`) or the end of the
+        connection, whichever is first."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        events: list[Event] = []
+        while True:
+            event = self.next_event(max(0.01, deadline - time.monotonic()))
+            if event is None:
+                return events
+            events.append(event)
+            if isinstance(event, CloseConnection):
+                if answer and self.ws.state is ConnectionState.REMOTE_CLOSING:
+                    with contextlib.suppress(OSError):
+                        self.send(event.response())
+                return events
+
+    def wait_closed(self, timeout: float | None = None) -> bytes:
+        """Read raw bytes until the server closes the connection; fails on timeout. Returns
+        what was read (without parsing it: nothing is answered)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        data = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"server did not close the connection; got {data[:100]!r}")
+            self.sock.settimeout(left)
+            try:
+                chunk = _recv(self.sock)
+            except TimeoutError:
+                continue
+            if not chunk:
+                return data
+            data += chunk
+
+
+def close_event(events: list[Event]) -> CloseConnection | None:
+    closes = [event for event in events if isinstance(event, CloseConnection)]
+    return closes[0] if closes else None
+
