@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ping an idle peer this often; 0 turns pings off (default: 20)")
     ws.add_argument("--ws-ping-timeout", type=float, default=20.0, metavar="SECONDS",
                     help="a peer that does not answer a ping this soon is dropped (default: 20)")
+    ws.add_argument("--ws-close-timeout", type=float, default=5.0, metavar="SECONDS",
+                    help="a close the peer does not answer this soon ends the connection (default: 5)")
     ws.add_argument("--ws-per-message-deflate", type=_boolean, default=True, metavar="true|false",
                     help="permessage-deflate compression when the client offers it (default: true)")
 
@@ -177,6 +179,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ws_max_size=args.ws_max_size,
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
+        ws_close_timeout=args.ws_close_timeout,
         ws_per_message_deflate=args.ws_per_message_deflate,
     )
 

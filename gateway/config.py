@@ -103,6 +103,7 @@ class Config:
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
+    ws_close_timeout: float = 5.0
     ws_per_message_deflate: bool = True
 
     def __post_init__(self) -> None:
@@ -136,7 +137,7 @@ class Config:
             raise ConfigError("at least one --bind address is needed")
         self.binds  # noqa: B018 - parsing is the validation
         for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout", "send_timeout",
-                     "ws_ping_interval", "ws_ping_timeout"):
+                     "ws_ping_interval", "ws_ping_timeout", "ws_close_timeout"):
             _non_negative(name, getattr(self, name))
         for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size",
                      "ws_max_size"):

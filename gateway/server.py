@@ -50,7 +50,6 @@ class Server:
         self.state: ServerState | None = None
         self.started = asyncio.Event()
         self._stop: asyncio.Event | None = None
-        self._drained: asyncio.Event | None = None
         self._force = False
 
     # -- before the loop -----------------------------------------------------------------
@@ -124,9 +123,7 @@ class Server:
         if self._stop is None:
             return
         if self._stop.is_set() or force:
-            self._force = True
-            if self._drained is not None:
-                self._drained.set()
+            self._force = True  # also ends the graceful wait in _shutdown
         self._stop.set()
 
     async def _bind(self) -> None:
@@ -199,13 +196,10 @@ class Server:
                 "shutting down: waiting up to %gs for %d connection(s) to finish",
                 timeout, len(state.connections),
             )
-            self._drained = asyncio.Event()
-            waiter = asyncio.get_running_loop().create_task(self._wait_drained())
             try:
-                await asyncio.wait_for(asyncio.shield(self._drained.wait()), timeout)
+                await asyncio.wait_for(self._wait_drained(), timeout)
             except asyncio.TimeoutError:
                 pass
-            waiter.cancel()
         if state.connections or state.tasks:
             error_logger.warning(
                 "graceful timeout: closing %d connection(s) and cancelling %d app task(s)",
@@ -221,10 +215,10 @@ class Server:
             await listener.wait_closed()
 
     async def _wait_drained(self) -> None:
-        assert self.state is not None and self._drained is not None
-        while self.state.connections or self.state.tasks:
+        """Until every connection and app task is done, or a second signal says stop now."""
+        assert self.state is not None
+        while (self.state.connections or self.state.tasks) and not self._force:
             await asyncio.sleep(0.05)
-        self._drained.set()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

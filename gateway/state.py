@@ -43,7 +43,7 @@ class ServerState:
         self.server_line = b"server: gateway\r\n" if config.server_header else b""
         self.ws_settings = WebSocketSettings(
             config.ws_max_size, config.ws_ping_interval or None, config.ws_ping_timeout or None,
-            config.ws_per_message_deflate,
+            config.ws_close_timeout, config.ws_per_message_deflate,
         )
         self.date_line = b""
         self.date_value = b""

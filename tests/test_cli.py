@@ -17,6 +17,8 @@ import h2.events
 import h2.settings
 import httpx
 import pytest
+import websockets
+import websockets.sync.client
 from conftest import run_cli
 from cryptography.hazmat.primitives import serialization
 from support import assert_port_free, free_port
@@ -164,6 +166,10 @@ USER_ERRORS = {
                         ["--h2-max-concurrent-streams"]),
     "negative-send-timeout": (["--send-timeout", "-5", "hello:app"], ["--send-timeout"]),
     "unknown-http-engine": (["--http", "h3", "hello:app"], ["h3"]),
+    "ws-max-size-zero": (["--ws-max-size", "0", "hello:app"], ["--ws-max-size"]),
+    "negative-ws-ping-interval": (["--ws-ping-interval", "-1", "hello:app"], ["--ws-ping-interval"]),
+    "negative-ws-close-timeout": (["--ws-close-timeout", "-1", "hello:app"], ["--ws-close-timeout"]),
+    "ws-deflate-not-a-boolean": (["--ws-per-message-deflate", "maybe", "hello:app"], ["maybe"]),
 }
 
 
@@ -340,4 +346,23 @@ def test_h2_flags_reach_the_wire(project, gateway_cli):
     settings = {code: item.new_value for code, item in changed.changed_settings.items()}
     assert settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == 7
     assert settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] == 70000
+    assert process.stop()[0] == 0
+
+
+def test_ws_flags_reach_the_wire(gateway_cli):
+    """--ws-per-message-deflate false: no extension for a client that offers it;
+    --ws-max-size: a larger message is closed with 1009."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    process = gateway_cli("--app-dir", str(examples), "-b", "127.0.0.1:0",
+                          "--ws-per-message-deflate", "false", "--ws-max-size", "100",
+                          "websocket_echo:app")
+    port = process.wait_listening()
+    with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/", open_timeout=5) as ws:
+        assert ws.response.headers.get("sec-websocket-extensions") is None
+        ws.send("x" * 100)
+        assert ws.recv(timeout=5) == "x" * 100
+        ws.send("x" * 101)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     assert process.stop()[0] == 0

@@ -30,8 +30,6 @@ HTTP_RESPONSE_EXTENSION = "websocket.http.response"
 
 # Received message bytes held for an app that is not reading before the carrier stops reading.
 _INBOX_HIGH_WATER = 1024 * 1024
-# How long a close we sent waits for the peer's before the carrier ends the connection.
-_CLOSE_TIMEOUT = 5.0
 # RFC 6455 section 7.4: 1004-1006 and 1015 are never sent in a close frame.
 _SENDABLE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 _DENIED_BODY = b"WebSocket connection denied"
@@ -80,13 +78,14 @@ CLOSED = SessionState.CLOSED
 class WebSocketSettings:
     """The --ws-* settings, read once per server."""
 
-    __slots__ = ("max_size", "ping_interval", "ping_timeout", "per_message_deflate")
+    __slots__ = ("max_size", "ping_interval", "ping_timeout", "close_timeout", "per_message_deflate")
 
     def __init__(self, max_size: int, ping_interval: float | None, ping_timeout: float | None,
-                 per_message_deflate: bool) -> None:
+                 close_timeout: float, per_message_deflate: bool) -> None:
         self.max_size = max_size
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout  # a close we sent waits this long for the peer's
         self.per_message_deflate = per_message_deflate
 
 
@@ -337,7 +336,7 @@ class WebSocketSession:
         self.close_code = code
         self.state = CLOSING
         self._cancel_timers()
-        self._timer = self.loop.call_later(_CLOSE_TIMEOUT, self._close_timed_out)
+        self._timer = self.loop.call_later(self.settings.close_timeout, self._close_timed_out)
 
     def _write(self, data: bytes) -> None:
         if data:

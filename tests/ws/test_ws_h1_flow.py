@@ -195,6 +195,22 @@ def test_shutdown_ends_a_client_that_never_answers_the_close(serve):
         assert not server.thread.is_alive()
 
 
+def test_a_close_the_client_never_answers_ends_after_ws_close_timeout(serve):
+    @ws_app
+    async def closing_app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4001})
+
+    with serve(closing_app, ws_close_timeout=0.3) as server, RawWebSocket(server.port) as raw:
+        raw.open()
+        event = raw.next_event(5)
+        assert isinstance(event, CloseConnection) and event.code == 4001
+        started = time.monotonic()
+        raw.wait_closed(timeout=5)  # not answered
+        assert 0.2 < time.monotonic() - started < 2
+
+
 def test_non_ascii_text_keeps_flowing(serve):
     text = "✓" * 100_000  # 300,000 bytes of UTF-8
     with serve(echo_app, graceful_timeout=0.5) as server, ws_connect(ws_url(server), compression=None) as ws:
