@@ -225,12 +225,9 @@ class WebSocketSession:
                     self.reading_paused = False
                     self.carrier.resume_reading(self)
                 return message
-            if self.state is CLOSED or (self.state is DENYING and self.exchange.disconnected):
+            if self.state is CLOSED:
                 return {"type": "websocket.disconnect", "code": self.close_code,
                         "reason": self.close_reason}
-            if self.exchange.disconnected and self.state is CONNECTING:
-                return {"type": "websocket.disconnect", "code": CloseReason.ABNORMAL_CLOSURE.value,
-                        "reason": ""}
             self._waiter = self.loop.create_future()
             try:
                 await self._waiter
@@ -285,14 +282,12 @@ class WebSocketSession:
                     f"'websocket.accept' field 'subprotocol': {subprotocol!r} was not offered by the client"
                 )
             headers.append((b"sec-websocket-protocol", subprotocol.encode()))
-        extensions = []
+        deflate = answer = None
         if self.settings.per_message_deflate:
             deflate, answer = negotiate_deflate(self.request.extension_offers, self.settings.max_size)
-            if deflate is not None and answer is not None:
-                extensions.append(deflate)
-                headers.append((b"sec-websocket-extensions", answer))
-        if extensions:
-            self.connection = Connection(ConnectionType.SERVER, extensions=extensions)
+        if deflate is not None and answer is not None:
+            headers.append((b"sec-websocket-extensions", answer))
+            self.connection = Connection(ConnectionType.SERVER, extensions=[deflate])
         else:
             self.connection = FrameConnection(self.settings.max_size)  # type: ignore[assignment]
         self.state = OPEN
