@@ -210,10 +210,7 @@ class H1Protocol(asyncio.Protocol):
                 if self.upgrade is not None:
                     return
         state = self.state
-        scope = http_scope(
-            http_version, self.server, self.client, self.scheme, method, _origin_form(target),
-            headers, state.root_path, state.lifespan_state, self.extensions,
-        )
+        scope = self._scope(method, target, http_version, headers)
         exchange = Exchange(self, scope, not body_expected, expect_continue, state.log_access)
         if body_expected:
             self.incoming = exchange
@@ -264,10 +261,7 @@ class H1Protocol(asyncio.Protocol):
         except HandshakeError as exc:
             raise RequestError(400, str(exc), [VERSION_FIELD]) from None
         state = self.state
-        scope = http_scope(
-            http_version, self.server, self.client, self.scheme, method, _origin_form(target),
-            headers, state.root_path, state.lifespan_state, self.extensions,
-        )
+        scope = self._scope(method, target, http_version, headers)
         exchange = Exchange(self, scope, True, False, state.log_access)
         assert request.key is not None
         carrier = H1WebSocket(self, request.key)
@@ -276,6 +270,13 @@ class H1Protocol(asyncio.Protocol):
         self.current = exchange
         self.current_keep_alive = False
         state.start_app(session.run(state.app))
+
+    def _scope(self, method: str, target: bytes, http_version: str, headers: Headers) -> dict[str, Any]:
+        state = self.state
+        return http_scope(
+            http_version, self.server, self.client, self.scheme, method, _origin_form(target),
+            headers, state.root_path, state.lifespan_state, self.extensions,
+        )
 
     def hand_over(self) -> bytes:
         """The WebSocket was accepted: this protocol lets go of the connection, and returns the
