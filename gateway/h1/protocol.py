@@ -321,7 +321,7 @@ class H1Protocol(asyncio.Protocol):
         if not self.write_paused:
             return
         waiter = self._drain_waiter
-        if waiter is None:
+        if waiter is None or waiter.done():  # done: a send cancelled while it waited
             waiter = self._drain_waiter = self.loop.create_future()
         await waiter
 

@@ -66,7 +66,7 @@ class H1WebSocket(asyncio.Protocol):
         if not self.write_paused or self.closing:
             return
         waiter = self._drain_waiter
-        if waiter is None:
+        if waiter is None or waiter.done():  # done: a send cancelled while it waited
             waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
         await waiter
 

@@ -345,7 +345,7 @@ class H2Protocol(asyncio.Protocol):
         if stream is None or (stream.pending is None and not self.socket_paused):
             return
         waiter = stream.waiter
-        if waiter is None:
+        if waiter is None or waiter.done():  # done: a send cancelled while it waited
             waiter = stream.waiter = self.loop.create_future()
         await waiter
 
@@ -477,6 +477,8 @@ class H2Protocol(asyncio.Protocol):
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             wake(stream)
+            if stream.session is not None:
+                stream.session.feed_disconnect()  # e.g. after a denial: the app's receive ends
         self._check_idle()
 
     def _check_idle(self) -> None:

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
 
+from ..asgi import HEAD_PENDING, START
 from ..ws.session import WebSocketSession
 from .fields import response_fields
-from .stream import Stream
+from .stream import Stream, wake
 
 if TYPE_CHECKING:
     from .protocol import H2Protocol
@@ -33,6 +34,9 @@ class H2WebSocket:
         self.stream = stream
         self.reading_paused = False
         self.unacked = 0  # DATA received while reading is paused, not yet granted back
+        # DATA before the 200, kept for the session as HTTP/1.1 keeps bytes before the 101;
+        # its window is granted only once it is read, which bounds it.
+        self.early: list[bytes] = []
 
     def accept(self, session: WebSocketSession, headers: list[tuple[bytes, bytes]]) -> None:
         protocol = self.protocol
@@ -43,6 +47,12 @@ class H2WebSocket:
         protocol.conn.send_headers(self.stream_id, fields)
         session.exchange.switched(200)
         protocol.flush_soon()
+        if self.early:
+            early, self.early = b"".join(self.early), []
+            session.feed_data(early)
+            if not self.reading_paused:
+                self.protocol.body_consumed(session.exchange, self.unacked)
+                self.unacked = 0
 
     def send_frames(self, session: WebSocketSession, data: bytes) -> None:
         self.protocol.write_body(session.exchange, data, True)
@@ -64,12 +74,21 @@ class H2WebSocket:
         self.protocol.abort(session.exchange, ErrorCodes.CANCEL)
 
     def close(self, session: WebSocketSession) -> None:
-        """END_STREAM after whatever is still waiting for window (the close frame)."""
+        """END_STREAM after whatever is still waiting for window (the close frame); before
+        any response head (the client left during the handshake), a reset instead."""
+        if session.exchange.state is START or session.exchange.state is HEAD_PENDING:
+            self.protocol.abort(session.exchange, ErrorCodes.CANCEL)
+            return
         self.protocol.write_body(session.exchange, b"", False)
+        wake(self.stream)  # an app blocked on window learns the WebSocket is closed
 
     def data_received(self, data: bytes) -> None:
         session = self.stream.session
         assert session is not None
+        if session.connection is None:
+            self.early.append(data)
+            self.unacked += len(data)
+            return
         if self.reading_paused:
             self.unacked += len(data)
         else:

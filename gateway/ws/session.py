@@ -19,7 +19,7 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.frame_protocol import CloseReason
 
-from ..asgi import ASGIMessageError, ClientDisconnected, Exchange, websocket_scope
+from ..asgi import DONE, ASGIMessageError, ClientDisconnected, Exchange, websocket_scope
 from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
 from ..loading import ASGIApp, Message
 from ..logs import error_logger
@@ -115,6 +115,7 @@ class WebSocketSession:
         self.close_code = CloseReason.NO_STATUS_RCVD.value
         self.close_reason = ""
         self.going_away = False
+        self.app_done = False
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._pong_due: asyncio.TimerHandle | None = None
@@ -131,7 +132,8 @@ class WebSocketSession:
             if kind is TextMessage or kind is BytesMessage:
                 self._on_message_part(event)
             elif kind is Ping:
-                self._write(connection.send(event.response()))
+                if connection.state is ConnectionState.OPEN:  # after our close, pings go unanswered
+                    self._write(connection.send(event.response()))
             elif kind is Pong:
                 self._on_pong()
             elif kind is CloseConnection:
@@ -144,8 +146,7 @@ class WebSocketSession:
         if self.state is CONNECTING or self.state is DENYING:
             self.exchange.feed_disconnect()
         if self.state is not CLOSED:
-            if self.state is not CLOSING:
-                self.close_code = CloseReason.ABNORMAL_CLOSURE.value
+            self.close_code = CloseReason.ABNORMAL_CLOSURE.value  # no close frame came
             self._closed()
 
     def shutdown(self) -> None:
@@ -163,6 +164,10 @@ class WebSocketSession:
             return
         if not event.message_finished:
             self.parts.append(data)
+            return
+        if self.app_done:
+            self.parts = []
+            self.part_size = 0
             return
         if self.parts:
             self.parts.append(data)
@@ -209,6 +214,9 @@ class WebSocketSession:
             self.carrier.abort(self)
         else:
             self.carrier.close(self)
+            # What is still queued for a peer that has stopped reading is not waited for
+            # beyond --ws-close-timeout.
+            self._timer = self.loop.call_later(self.settings.close_timeout, self.carrier.abort, self)
         self._wake()
 
     # -- the app's receive and send -----------------------------------------------------
@@ -292,6 +300,8 @@ class WebSocketSession:
             self.connection = FrameConnection(self.settings.max_size)  # type: ignore[assignment]
         self.state = OPEN
         self.carrier.accept(self, headers)
+        if self.state is not OPEN:
+            return  # bytes the client sent before the 101 already closed it
         if self.settings.ping_interval:
             self._timer = self.loop.call_later(self.settings.ping_interval, self._ping)
         if self.going_away:
@@ -365,6 +375,7 @@ class WebSocketSession:
     def _close_timed_out(self) -> None:
         self._timer = None
         if self.state is CLOSING:
+            self.close_code = CloseReason.ABNORMAL_CLOSURE.value  # no close frame came
             self._closed(abort=True)
 
     def _cancel_timers(self) -> None:
@@ -399,8 +410,17 @@ class WebSocketSession:
                     await self._deny(500)
             elif self.state is OPEN:
                 self._send_close(CloseReason.NORMAL_CLOSURE.value, "")
-            elif self.state is DENYING and not self.exchange.disconnected:
-                self.exchange.carrier.abort(self.exchange)
+            elif self.state is DENYING and self.exchange.state is not DONE:
+                self.exchange.carrier.abort(self.exchange)  # the denial was left unfinished
+        finally:
+            # Nobody reads any more: messages are dropped and reading goes on, so that the
+            # peer's close can still arrive (RFC 6455 section 5.5.1).
+            self.app_done = True
+            self.inbox.clear()
+            self.inbox_bytes = 0
+            if self.reading_paused:
+                self.reading_paused = False
+                self.carrier.resume_reading(self)
 
     def _app_failed(self, exc: BaseException) -> None:
         if self.state is CONNECTING or self.state is DENYING:
