@@ -16,9 +16,10 @@ from h2_ws_client import (
     SETTINGS,
     H2Client,
     H2WebSocket,
+    client_tls_context,
     ws_connection,
 )
-from support import TIMEOUT
+from support import TIMEOUT, tls_settings
 
 INITIAL_WINDOW = 256 * 1024  # the server's default SETTINGS_INITIAL_WINDOW_SIZE
 CLIENT_MAX_FRAME = 16384  # the client's (default) SETTINGS_MAX_FRAME_SIZE
@@ -35,6 +36,13 @@ class Mode:
 
 
 H2C = Mode("h2c", {}, None, "ws")
+
+
+def make_mode(name: str, certs) -> Mode:
+    """The `mode` fixture's value: h2c, or TLS with the test certificate."""
+    if name == "h2c":
+        return H2C
+    return Mode("tls", tls_settings(certs), client_tls_context(certs.ca_file), "wss")
 
 
 def get(box: queue.Queue, timeout: float = TIMEOUT) -> Any:

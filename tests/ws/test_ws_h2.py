@@ -19,14 +19,21 @@ from h2_ws_client import (
 )
 from h2_ws_support import (
     EchoApp,
+    Mode,
     assert_ended_cleanly,
     connect,
     get,
+    make_mode,
     server_settings,
 )
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(params=["h2c", "tls"])
+def mode(request: pytest.FixtureRequest, certs) -> Mode:
+    return make_mode(request.param, certs)
 
 
 # -- SETTINGS and the handshake -------------------------------------------------------------------

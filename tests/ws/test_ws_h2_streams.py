@@ -22,15 +22,22 @@ from h2_ws_support import (
     CLIENT_MAX_FRAME,
     INITIAL_WINDOW,
     EchoApp,
+    Mode,
     assert_ended_cleanly,
     connect,
     data_frames,
     get,
+    make_mode,
     respond,
 )
 from wsproto.events import BytesMessage
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(params=["h2c", "tls"])
+def mode(request: pytest.FixtureRequest, certs) -> Mode:
+    return make_mode(request.param, certs)
 
 
 # -- multiplexing ---------------------------------------------------------------------------------
