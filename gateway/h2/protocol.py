@@ -16,8 +16,6 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import hpack
-import hyperframe.exceptions
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -32,8 +30,9 @@ from ..asgi import (
 from ..logs import address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
+from .errors import precise_error_code
 from .fields import malformed_request, plain_fields, response_fields
-from .requests import open_stream
+from .requests import open_stream, pushed_request
 from .settings import refuse_excess_streams_alone, server_connection
 from .stream import Stream, wake
 
@@ -115,7 +114,7 @@ class H2Protocol(asyncio.Protocol):
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             error_logger.debug("HTTP/2 protocol error from %s: %s", _client_text(self), exc)
-            code = _precise_error_code(exc)
+            code = precise_error_code(exc)
             if code is None:
                 self._flush()
             else:
@@ -322,15 +321,7 @@ class H2Protocol(asyncio.Protocol):
             return
         if not self.conn.remote_settings.enable_push:
             return
-        scope = exchange.scope
-        authority = next((v for n, v in scope["headers"] if n == b"host"), b"")
-        request = [
-            (b":method", b"GET"),
-            (b":path", path.encode("utf-8")),
-            (b":scheme", scope["scheme"].encode("ascii")),
-            (b":authority", authority),
-            *plain_fields(headers),
-        ]
+        request = pushed_request(exchange.scope, path, headers)
         promised = self.conn.get_next_available_stream_id()
         try:
             self.conn.push_stream(stream_id, promised, request)
@@ -513,19 +504,6 @@ class H2Protocol(asyncio.Protocol):
         if not self.closing and self.transport is not None:
             self.closing = True
             self.transport.close()
-
-
-def _precise_error_code(exc: h2.exceptions.ProtocolError) -> ErrorCodes | None:
-    """h2 reports some connection errors as PROTOCOL_ERROR where RFC 9113 names another code:
-    a broken header block (section 4.3) and a frame of the wrong length (sections 6.5-6.9)."""
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(cause, hpack.HPACKError):
-        return ErrorCodes.COMPRESSION_ERROR
-    if isinstance(cause, hyperframe.exceptions.InvalidDataError) and any(
-        word in str(cause) for word in ("payload", "length", "bytes")
-    ):
-        return ErrorCodes.FRAME_SIZE_ERROR
-    return None
 
 
 def _client_text(protocol: H2Protocol) -> str:

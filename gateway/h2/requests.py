@@ -5,12 +5,13 @@ an HTTP exchange. The connection only registers what comes back and starts the a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..asgi import Exchange, http_scope
 from ..logs import error_logger
 from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request
 from ..ws.session import WebSocketSession
+from .fields import plain_fields
 from .stream import Stream
 from .websocket import H2WebSocket
 
@@ -58,6 +59,18 @@ def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[
     stream = Stream(exchange)
     stream.no_body = method == b"HEAD"
     return stream, exchange.run(state.app)
+
+
+def pushed_request(scope: dict[str, Any], path: str, headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
+    """The GET a server push promises for `path`, from the scope of the request it answers."""
+    authority = next((v for n, v in scope["headers"] if n == b"host"), b"")
+    return [
+        (b":method", b"GET"),
+        (b":path", path.encode("utf-8")),
+        (b":scheme", scope["scheme"].encode("ascii")),
+        (b":authority", authority),
+        *plain_fields(headers),
+    ]
 
 
 def _open_websocket(protocol: H2Protocol, stream_id: int,
