@@ -1,6 +1,6 @@
 """Plain helpers shared by test modules in more than one directory: free ports, IPv6, reading
 responses off blocking sockets, TLS settings, small ASGI apps, log capture and waiting.
-(Fixtures live in conftest.py; protocol clients in h1/h1_client.py and h2/h2_client.py.)"""
+(Fixtures live in conftest.py; protocol clients in h1_client.py and h2_client.py.)"""
 
 from __future__ import annotations
 

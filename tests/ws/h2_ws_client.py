@@ -1,5 +1,5 @@
 """An RFC 8441 WebSocket client for the tests: an extended CONNECT stream opened by the raw
-HTTP/2 client of h2/h2_client.py (h2's client connection over a real socket, with its frame
+HTTP/2 client of h2_client.py (h2's client connection over a real socket, with its frame
 log), and wsproto's client frame layer on the stream's DATA. Every wait has a timeout."""
 
 from __future__ import annotations
@@ -7,40 +7,20 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
+from h2_client import (
+    H2Client,
+    StreamResult,
+    h2_connection,
+)
+from support import TIMEOUT
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.extensions import PerMessageDeflate
-
-_H2_TESTS = str(Path(__file__).resolve().parent.parent / "h2")
-if _H2_TESTS not in sys.path:
-    sys.path.insert(0, _H2_TESTS)
-
-from h2_client import (  # noqa: E402
-    DATA,
-    GOAWAY,
-    HEADERS,
-    RST_STREAM,
-    SETTINGS,
-    WINDOW_UPDATE,
-    H2Client,
-    StreamResult,
-    client_tls_context,
-    h2_connection,
-)
-from support import TIMEOUT  # noqa: E402
-
-# The raw HTTP/2 client's names, for test modules outside tests/h2.
-__all__ = [
-    "DATA", "GOAWAY", "HEADERS", "RST_STREAM", "SETTINGS", "WINDOW_UPDATE", "H2Client", "H2WebSocket",
-    "StreamResult", "client_tls_context", "connect_request", "h2_connection", "ws_connection",
-]
 
 DEFLATE_OFFER = b"permessage-deflate; client_max_window_bits"
 

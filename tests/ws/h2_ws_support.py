@@ -10,15 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from h2_ws_client import (
-    DATA,
-    RST_STREAM,
-    SETTINGS,
-    H2Client,
-    H2WebSocket,
-    client_tls_context,
-    ws_connection,
-)
+from h2_client import DATA, RST_STREAM, SETTINGS, H2Client, client_tls_context
+from h2_ws_client import H2WebSocket, ws_connection
 from support import TIMEOUT, tls_settings
 
 INITIAL_WINDOW = 256 * 1024  # the server's default SETTINGS_INITIAL_WINDOW_SIZE

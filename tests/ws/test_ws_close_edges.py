@@ -10,7 +10,8 @@ import queue
 import time
 
 import pytest
-from h2_ws_client import HEADERS, RST_STREAM, H2WebSocket, ws_connection
+from h2_client import HEADERS, RST_STREAM
+from h2_ws_client import H2WebSocket, ws_connection
 from h2_ws_support import get
 from support import TIMEOUT, captured_log, wait_until
 from ws_support import CLOSE, PING, TEXT, RawWebSocket, frame, handshake, ws_app

@@ -33,7 +33,7 @@ def raw_denial(port: int, path: str = "/"):
     closed the connection."""
     with RawWebSocket(port, path) as raw:
         raw.send(raw.request)
-        response = read_http_response(raw.sock)
+        response, _ = read_http_response(raw.sock)
         return response, raw.wait_closed(timeout=3) == b""
 
 

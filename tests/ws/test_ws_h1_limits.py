@@ -88,9 +88,8 @@ def test_server_messages_are_compressed(serve):
 
     with serve(app) as server, socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(handshake(extra="Sec-WebSocket-Extensions: permessage-deflate\r\n"))
-        response = read_http_response(sock)
+        response, data = read_http_response(sock)
         assert response.get(b"sec-websocket-extensions") == b"permessage-deflate"
-        data = response.rest
         while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F):
             chunk = sock.recv(65536)
             assert chunk, f"connection closed after {data!r}"
@@ -116,8 +115,7 @@ def offer(port: int, extensions: str) -> tuple:
     bytes after it (the echo, compressed or not) once some arrived."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(handshake(extra=f"Sec-WebSocket-Extensions: {extensions}\r\n") + frame(TEXT, b"hi"))
-        response = read_http_response(sock)
-        rest = response.rest
+        response, rest = read_http_response(sock)
         while response.status == 101 and len(rest) < 3:
             chunk = sock.recv(100)
             if not chunk:

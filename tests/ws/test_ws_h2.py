@@ -11,12 +11,8 @@ import queue
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from h2_ws_client import (
-    HEADERS,
-    RST_STREAM,
-    H2WebSocket,
-    ws_connection,
-)
+from h2_client import HEADERS, RST_STREAM
+from h2_ws_client import H2WebSocket, ws_connection
 from h2_ws_support import (
     EchoApp,
     Mode,

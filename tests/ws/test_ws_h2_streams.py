@@ -13,11 +13,8 @@ import time
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from h2_ws_client import (
-    WINDOW_UPDATE,
-    H2WebSocket,
-    ws_connection,
-)
+from h2_client import WINDOW_UPDATE
+from h2_ws_client import H2WebSocket, ws_connection
 from h2_ws_support import (
     CLIENT_MAX_FRAME,
     INITIAL_WINDOW,

@@ -12,9 +12,9 @@ import contextlib
 import functools
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from h1_client import RawClient, Response, connect_tcp
 from support import TIMEOUT
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as _connect
@@ -113,19 +113,6 @@ def handshake(path: str = "/", *, version: str | None = "13", key: str | None = 
     return (head + "\r\n").encode()
 
 
-@dataclass
-class HTTPResponse:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    rest: bytes  # what came after the response (frames, after a 101)
-
-    def get(self, name: bytes) -> bytes | None:
-        values = [value for key, value in self.headers if key == name.lower()]
-        assert len(values) <= 1, f"{name!r} appears {len(values)} times: {self.headers}"
-        return values[0] if values else None
-
-
 def _recv(sock: socket.socket) -> bytes:
     try:
         return sock.recv(65536)
@@ -133,61 +120,20 @@ def _recv(sock: socket.socket) -> bytes:
         return b""
 
 
-def read_http_response(sock: socket.socket) -> HTTPResponse:
-    """One response off a blocking socket: Content-Length, chunked, none (1xx) or to EOF."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = _recv(sock)
-        assert chunk, f"connection closed before a complete head: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.split(b"\r\n")
-    status = int(status_line.split(b" ")[1])
-    headers = []
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers.append((name.strip().lower(), value.strip()))
-    response = HTTPResponse(status, headers, b"", rest)
-    if status < 200:
-        return response
-    length = response.get(b"content-length")
-    if length is not None:
-        while len(rest) < int(length):
-            chunk = _recv(sock)
-            assert chunk, f"connection closed with {int(length) - len(rest)} body bytes missing"
-            rest += chunk
-        response.body, response.rest = rest[:int(length)], rest[int(length):]
-    elif (response.get(b"transfer-encoding") or b"").lower() == b"chunked":
-        body = b""
-        while True:
-            while b"\r\n" not in rest:
-                chunk = _recv(sock)
-                assert chunk, "connection closed inside a chunked body"
-                rest += chunk
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line.split(b";")[0], 16)
-            while len(rest) < size + 2:
-                chunk = _recv(sock)
-                assert chunk, "connection closed inside a chunk"
-                rest += chunk
-            if size == 0:
-                response.body, response.rest = body, rest[2:]
-                return response
-            body += rest[:size]
-            rest = rest[size + 2:]
-    else:
-        while chunk := _recv(sock):
-            rest += chunk
-        response.body, response.rest = rest, b""
-    return response
+def read_http_response(sock: socket.socket) -> tuple[Response, bytes]:
+    """One response off a socket (read by the HTTP/1.1 tests' client), and the bytes that came
+    after it: the first frames, after a 101."""
+    client = RawClient(sock=sock)
+    response = client.read_response()
+    return response, bytes(client.buffer)
 
 
-def exchange_raw(port: int, data: bytes, timeout: float = TIMEOUT) -> tuple[HTTPResponse, bool]:
+def exchange_raw(port: int, data: bytes, timeout: float = TIMEOUT) -> tuple[Response, bool]:
     """Send `data` on a new connection; the response and whether the server then closed."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
-        response = read_http_response(sock)
-        closed = response.rest == b"" and _recv(sock) == b""
+        response, rest = read_http_response(sock)
+        closed = rest == b"" and _recv(sock) == b""
         return response, closed
 
 
@@ -201,15 +147,7 @@ class RawWebSocket:
     def __init__(self, port: int, path: str = "/", *, subprotocols: list[str] | None = None,
                  extensions: list[Extension] | None = None, rcvbuf: int | None = None,
                  sndbuf: int | None = None, timeout: float = TIMEOUT) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if sndbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        sock.settimeout(timeout)
-        sock.connect(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
+        self.sock = connect_tcp(port, timeout, rcvbuf, sndbuf)
         self.timeout = timeout
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.pending: list[Event] = []

@@ -44,20 +44,27 @@ class Response:
         return [key.lower() for key, _ in self.headers]
 
 
-class RawClient:
-    """One TCP connection to 127.0.0.1 and a read buffer."""
+def connect_tcp(port: int, timeout: float = TIMEOUT, rcvbuf: int | None = None,
+                sndbuf: int | None = None) -> socket.socket:
+    """A TCP connection to 127.0.0.1 with a timeout, NODELAY, and the buffer sizes a
+    back-pressure test asks for (set before connecting, so that they take effect)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if sndbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.settimeout(timeout)
+    sock.connect(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
-    def __init__(self, port: int, timeout: float = TIMEOUT, rcvbuf: int | None = None,
-                 sndbuf: int | None = None) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if sndbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        sock.settimeout(timeout)
-        sock.connect(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
+
+class RawClient:
+    """One TCP connection to 127.0.0.1 (or a socket opened elsewhere) and a read buffer."""
+
+    def __init__(self, port: int = 0, timeout: float = TIMEOUT, rcvbuf: int | None = None,
+                 sndbuf: int | None = None, sock: socket.socket | None = None) -> None:
+        self.sock = sock if sock is not None else connect_tcp(port, timeout, rcvbuf, sndbuf)
         self.buffer = bytearray()
         self.eof = False
 
