@@ -27,6 +27,7 @@ from ..config import ConfigError
 from ..logs import access_logger, address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
+from ..wakeup import Wakeup
 from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request, wants_websocket
 from ..ws.session import WebSocketSession
 from .encode import simple_response
@@ -76,7 +77,7 @@ class H1Protocol(asyncio.Protocol):
         self.broken = False
         self.write_paused = False
         self.reading_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._drained = Wakeup()
         # The exchange whose response is being written, and whether the connection may be
         # reused after it; `incoming` is the one whose request body is arriving.
         self.current: Exchange | None = None
@@ -175,14 +176,14 @@ class H1Protocol(asyncio.Protocol):
                 item[0].feed_disconnect()
         self.pipeline.clear()
         self.write_paused = False
-        self._wake_drain()
+        self._drained.wake()
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._wake_drain()
+        self._drained.wake()
 
     # -- engine callbacks ---------------------------------------------------------------
 
@@ -318,12 +319,8 @@ class H1Protocol(asyncio.Protocol):
             self._response_done()
 
     async def drain(self, exchange: Exchange) -> None:
-        if not self.write_paused:
-            return
-        waiter = self._drain_waiter
-        if waiter is None or waiter.done():  # done: a send cancelled while it waited
-            waiter = self._drain_waiter = self.loop.create_future()
-        await waiter
+        if self.write_paused:
+            await self._drained.wait()
 
     def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None:
         """103 Early Hints (RFC 8297), to HTTP/1.1 clients only: HTTP/1.0 knows no 1xx."""
@@ -446,13 +443,6 @@ class H1Protocol(asyncio.Protocol):
         if not self.closing and self.transport is not None:
             self.closing = True
             self.transport.close()
-
-    def _wake_drain(self) -> None:
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
 
 def _origin_form(target: bytes) -> bytes:

@@ -12,6 +12,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ..state import ServerState
+from ..wakeup import Wakeup
 from ..ws.handshake import accept_value
 from ..ws.session import WebSocketSession
 
@@ -32,7 +33,7 @@ class H1WebSocket(asyncio.Protocol):
         self.session: WebSocketSession | None = None
         self.write_paused = False
         self.closing = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._drained = Wakeup()
 
     # -- the session's carrier calls -----------------------------------------------------
 
@@ -63,12 +64,8 @@ class H1WebSocket(asyncio.Protocol):
             self.transport.write(data)
 
     async def drain(self, session: WebSocketSession) -> None:
-        if not self.write_paused or self.closing:
-            return
-        waiter = self._drain_waiter
-        if waiter is None or waiter.done():  # done: a send cancelled while it waited
-            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
-        await waiter
+        if self.write_paused and not self.closing:
+            await self._drained.wait()
 
     def pause_reading(self, session: WebSocketSession) -> None:
         if not self.closing:
@@ -82,13 +79,13 @@ class H1WebSocket(asyncio.Protocol):
         if not self.closing:
             self.closing = True
             self.transport.close()
-        self._wake_drain()  # an app blocked in send learns the WebSocket is closed
+        self._drained.wake()  # an app blocked in send learns the WebSocket is closed
 
     def abort(self, session: WebSocketSession) -> None:
         """A peer that does not answer: what it has not read is dropped with the connection."""
         self.closing = True
         self.transport.abort()
-        self._wake_drain()
+        self._drained.wake()
 
     # -- asyncio callbacks ----------------------------------------------------------------
 
@@ -102,21 +99,14 @@ class H1WebSocket(asyncio.Protocol):
         if self.session is not None:
             self.session.feed_disconnect()
         self.write_paused = False
-        self._wake_drain()
+        self._drained.wake()
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._wake_drain()
-
-    def _wake_drain(self) -> None:
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._drained.wake()
 
     # -- the server's connection management ------------------------------------------------
 

@@ -23,6 +23,7 @@ from ..asgi import DONE, ASGIMessageError, ClientDisconnected, Exchange, websock
 from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
 from ..loading import ASGIApp, Message
 from ..logs import error_logger
+from ..wakeup import Wakeup
 from .frames import FrameConnection
 from .handshake import WebSocketRequest, negotiate_deflate
 
@@ -116,7 +117,7 @@ class WebSocketSession:
         self.close_reason = ""
         self.going_away = False
         self.app_done = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._arrived = Wakeup()  # a message, or the close
         self._timer: asyncio.TimerHandle | None = None
         self._pong_due: asyncio.TimerHandle | None = None
 
@@ -183,7 +184,7 @@ class WebSocketSession:
         if self.inbox_bytes > _INBOX_HIGH_WATER and not self.reading_paused:
             self.reading_paused = True
             self.carrier.pause_reading(self)
-        self._wake()
+        self._arrived.wake()
 
     def _on_close(self, event: CloseConnection) -> None:
         connection = self.connection
@@ -217,7 +218,7 @@ class WebSocketSession:
             # What is still queued for a peer that has stopped reading is not waited for
             # beyond --ws-close-timeout.
             self._timer = self.loop.call_later(self.settings.close_timeout, self.carrier.abort, self)
-        self._wake()
+        self._arrived.wake()
 
     # -- the app's receive and send -----------------------------------------------------
 
@@ -236,11 +237,7 @@ class WebSocketSession:
             if self.state is CLOSED:
                 return {"type": "websocket.disconnect", "code": self.close_code,
                         "reason": self.close_reason}
-            self._waiter = self.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._arrived.wait()
 
     async def send(self, message: Message) -> None:
         try:
@@ -383,11 +380,6 @@ class WebSocketSession:
             if handle is not None:
                 handle.cancel()
         self._timer = self._pong_due = None
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- running the app ----------------------------------------------------------------
 
