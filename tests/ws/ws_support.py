@@ -23,6 +23,8 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Event, Request
 from wsproto.extensions import Extension
 
+from examples import websocket_echo
+
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 
 
@@ -41,20 +43,9 @@ def ws_app(func):
     return app
 
 
-@ws_app
-async def echo_app(scope, receive, send):
-    """Accepts, echoes every message as it came (text as text, bytes as bytes) and returns on
-    disconnect."""
-    assert (await receive())["type"] == "websocket.connect"
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if message.get("text") is not None:
-            await send({"type": "websocket.send", "text": message["text"]})
-        else:
-            await send({"type": "websocket.send", "bytes": message["bytes"]})
+# The README's echo example: accepts, echoes text as text and bytes as bytes, returns on
+# disconnect. Tested as it ships.
+echo_app = websocket_echo.app
 
 
 # -- the websockets client ---------------------------------------------------------------------------
