@@ -14,7 +14,17 @@ import time
 import pytest
 from support import captured_log, wait_until
 from websockets.exceptions import ConnectionClosed
-from ws_support import BINARY, RawWebSocket, close_event, echo_app, frame, ws_app, ws_connect, ws_url
+from ws_support import (
+    BINARY,
+    RawWebSocket,
+    close_event,
+    echo_app,
+    frame,
+    recording_app,
+    ws_app,
+    ws_connect,
+    ws_url,
+)
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
 pytestmark = pytest.mark.timeout(30)
@@ -126,19 +136,7 @@ def test_idle_websocket_outlives_keep_alive_timeout(serve, http):
 def test_graceful_shutdown_closes_with_1001(serve, http):
     seen: list = []
     done = threading.Event()
-
-    @ws_app
-    async def app(scope, receive, send):
-        await receive()
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            seen.append(message)
-            if message["type"] == "websocket.disconnect":
-                done.set()
-                return
-            await send({"type": "websocket.send", "text": message["text"]})
-
+    app = recording_app(seen, done)
     with captured_log() as log, serve(app, http=http) as server, ws_connect(ws_url(server)) as ws:
         ws.send("before")
         assert ws.recv(timeout=5) == "before"

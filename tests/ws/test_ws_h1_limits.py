@@ -26,6 +26,7 @@ from ws_support import (
     frame,
     handshake,
     read_http_response,
+    recording_app,
     ws_app,
     ws_connect,
     ws_url,
@@ -40,24 +41,9 @@ MiB = 1024 * 1024
 
 def sizes_app(received: list, done: threading.Event | None = None):
     """Accepts and answers every message with its size in bytes; records the disconnect."""
-
-    @ws_app
-    async def app(scope, receive, send):
-        await receive()
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            received.append(message)
-            if message["type"] == "websocket.disconnect":
-                if done is not None:
-                    done.set()
-                return
-            data = message.get("bytes")
-            if data is None:
-                data = message["text"].encode()
-            await send({"type": "websocket.send", "text": str(len(data))})
-
-    return app
+    return recording_app(received, done, lambda message, received: str(
+        len(message["bytes"]) if message.get("bytes") is not None else len(message["text"].encode())
+    ))
 
 
 # -- permessage-deflate -------------------------------------------------------------------------

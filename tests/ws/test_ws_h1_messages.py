@@ -19,6 +19,7 @@ from ws_support import (
     close_event,
     echo_app,
     frame,
+    recording_app,
     ws_app,
     ws_connect,
     ws_url,
@@ -48,21 +49,8 @@ def test_many_messages_keep_their_order(serve, http):
 
 
 def recorder(received: list, done: threading.Event):
-    """Accepts and records every message until the disconnect."""
-
-    @ws_app
-    async def app(scope, receive, send):
-        await receive()
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            received.append(message)
-            if message["type"] == "websocket.disconnect":
-                done.set()
-                return
-            await send({"type": "websocket.send", "text": f"got {len(received)}"})
-
-    return app
+    """Accepts and records every message until the disconnect, answering `got N`."""
+    return recording_app(received, done, lambda message, received: f"got {len(received)}")
 
 
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])

@@ -11,7 +11,9 @@ import base64
 import contextlib
 import functools
 import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from h1_client import RawClient, Response, connect_tcp
@@ -39,6 +41,27 @@ def ws_app(func):
     async def app(scope, receive, send):
         if scope["type"] == "websocket":
             await func(scope, receive, send)
+
+    return app
+
+
+def recording_app(received: list, done: threading.Event | None = None,
+                  answer: Callable[[dict, list], str] = lambda message, received: message["text"]):
+    """Accepts, records every message and the final disconnect in `received` (setting `done`
+    then), and answers each message with the text `answer(message, received)`."""
+
+    @ws_app
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] == "websocket.disconnect":
+                if done is not None:
+                    done.set()
+                return
+            await send({"type": "websocket.send", "text": answer(message, received)})
 
     return app
 
