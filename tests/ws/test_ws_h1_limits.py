@@ -23,6 +23,7 @@ from ws_support import (
     TEXT,
     RawWebSocket,
     close_event,
+    count_pings,
     frame,
     handshake,
     read_http_response,
@@ -380,16 +381,7 @@ def test_answering_client_stays_connected(serve, http):
     with serve(sizes_app([]), http=http, ws_ping_interval=0.2, ws_ping_timeout=0.5) as server:
         with RawWebSocket(server.port) as raw:
             raw.open()
-            pings = 0
-            deadline = time.monotonic() + 1.2
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    event = raw.next_event(left)
-                except TimeoutError:
-                    break
-                assert isinstance(event, Ping), event
-                pings += 1
-                raw.send(event.response())
+            pings = count_pings(raw, 1.2, answer=True)
             assert pings >= 3, f"{pings} pings in 1.2s with --ws-ping-interval 0.2"
             raw.send(TextMessage(data="still here"))
             assert raw.next_event().data == "10"
@@ -405,15 +397,7 @@ def test_pings_go_on_without_a_ping_timeout(serve):
     with serve(sizes_app([]), ws_ping_interval=0.2, ws_ping_timeout=0) as server, \
             RawWebSocket(server.port) as raw:
         raw.open()
-        pings = 0
-        deadline = time.monotonic() + 1.0
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                event = raw.next_event(left)
-            except TimeoutError:
-                break
-            assert isinstance(event, Ping), event
-            pings += 1  # and never answered
+        pings = count_pings(raw, 1.0, answer=False)
         assert pings >= 3, f"{pings} pings in 1s with --ws-ping-interval 0.2"
         raw.send(TextMessage(data="unanswered"))
         event = raw.next_event()

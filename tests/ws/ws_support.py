@@ -22,7 +22,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as _connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import AcceptConnection, CloseConnection, Event, Request
+from wsproto.events import AcceptConnection, CloseConnection, Event, Ping, Request
 from wsproto.extensions import Extension
 
 from examples import websocket_echo
@@ -140,6 +140,22 @@ def read_http_response(sock: socket.socket) -> tuple[Response, bytes]:
     client = RawClient(sock=sock)
     response = client.read_response()
     return response, bytes(client.buffer)
+
+
+def count_pings(raw: RawWebSocket, seconds: float, answer: bool) -> int:
+    """How many pings the server sends in `seconds` (nothing else may come), answered or not."""
+    pings = 0
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            event = raw.next_event(left)
+        except TimeoutError:
+            break
+        assert isinstance(event, Ping), event
+        pings += 1
+        if answer:
+            raw.send(event.response())
+    return pings
 
 
 def exchange_raw(port: int, data: bytes, timeout: float = TIMEOUT) -> tuple[Response, bool]:
