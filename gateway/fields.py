@@ -7,6 +7,7 @@ that could end a line. The checks run per response, so names go through a small 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Control characters other than HTAB.
@@ -37,3 +38,9 @@ def has_control_characters(value: bytes) -> bool:
 
 
 CONTROL_CHARACTERS_MESSAGE = "header values may not contain CR, LF, NUL or other control characters"
+
+
+def header_tokens(values: Iterable[bytes]) -> set[bytes]:
+    """The comma-separated tokens of a list field (Connection, Upgrade) over all its lines,
+    lower-cased: RFC 9110 section 5.6.1."""
+    return {token.strip().lower() for value in values for token in value.split(b",")}

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..fields import header_tokens
 from .engine import Headers
 
 # Request fields that belong to the HTTP/1.1 hop and are not carried onto stream 1.
@@ -53,9 +54,9 @@ class H2CUpgrade:
                 length = int(value)
             elif name == b"transfer-encoding":
                 return None
-        if b"h2c" not in _tokens(upgrade) or len(settings) != 1:
+        if b"h2c" not in header_tokens((upgrade,)) or len(settings) != 1:
             return None
-        tokens = _tokens(connection)
+        tokens = header_tokens((connection,))
         if b"upgrade" not in tokens or b"http2-settings" not in tokens:
             return None
         return cls(method, target, headers, settings[0], length)
@@ -93,7 +94,3 @@ class H2CUpgrade:
 class H2CSwitch:
     prior_knowledge: Callable[[asyncio.Transport, bytes], None]
     upgrade: Callable[[asyncio.Transport, H2CUpgrade, bytes], None]
-
-
-def _tokens(value: bytes) -> set[bytes]:
-    return {token.strip() for token in value.split(b",")}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from wsproto.handshake import server_extensions_handshake
 
+from ..fields import header_tokens
 from .deflate import BoundedDeflate
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -35,10 +36,6 @@ class WebSocketRequest:
     key: bytes | None = None
 
 
-def _tokens(values: Iterable[bytes]) -> set[bytes]:
-    return {token.strip().lower() for value in values for token in value.split(b",")}
-
-
 def wants_websocket(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """An HTTP/1.1 request that asks to upgrade to WebSocket (`Upgrade: websocket` with
     `Connection: upgrade`); any other Upgrade request is served as plain HTTP."""
@@ -49,7 +46,7 @@ def wants_websocket(headers: Iterable[tuple[bytes, bytes]]) -> bool:
             upgrade.append(value)
         elif name == b"connection":
             connection.append(value)
-    return b"websocket" in _tokens(upgrade) and b"upgrade" in _tokens(connection)
+    return b"websocket" in header_tokens(upgrade) and b"upgrade" in header_tokens(connection)
 
 
 def read_request(method: str, headers: Iterable[tuple[bytes, bytes]], http2: bool) -> WebSocketRequest:
