@@ -35,7 +35,7 @@ class _ParseFailed(Exception):
         self.code = code
 
 
-def _unmask(payload: bytes, mask: bytes) -> bytes:
+def _unmask(payload: bytes | bytearray, mask: bytes | bytearray) -> bytes:
     size = len(payload)
     key = (mask * (size // 4 + 1))[:size]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
@@ -76,18 +76,24 @@ class FrameConnection:
         if self._failed:
             return
         buffer = self._buffer
-        buffer += data
+        # Usually a read holds whole frames and nothing waits: parse it where it lies.
+        pending: bytes | bytearray = data
+        if buffer:
+            buffer += data
+            pending = buffer
         try:
-            consumed = self._parse(buffer)
+            consumed = self._parse(pending)
         except _ParseFailed as exc:
             self._failed = True
             buffer.clear()
             self._events.append(CloseConnection(code=exc.code, reason=str(exc)))
             return
-        if consumed:
+        if pending is buffer:
             del buffer[:consumed]
+        elif consumed < len(data):
+            buffer += data[consumed:]
 
-    def _parse(self, buffer: bytearray) -> int:
+    def _parse(self, buffer: bytes | bytearray) -> int:
         """Turn every complete frame in `buffer` into events; return the bytes used."""
         position = 0
         available = len(buffer)
@@ -132,9 +138,10 @@ class FrameConnection:
             end = position + header + size
             if end > available:
                 break
-            payload = bytes(buffer[position + header:end])
+            payload = b""
             if size:
-                payload = _unmask(payload, bytes(buffer[position + header - 4:position + header]))
+                start = position + header
+                payload = _unmask(buffer[start:end], buffer[start - 4:start])
             position = end
             if opcode & 0x08:
                 self._control(opcode, payload)
