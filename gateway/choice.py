@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from h2.errors import ErrorCodes
 
+from .guards import Ledger
 from .h1.h2c import H2CSwitch, H2CUpgrade
 from .h2.protocol import H2Protocol
 
@@ -61,14 +62,15 @@ def h2c_switch(make_h2: Callable[[], H2Protocol]) -> H2CSwitch:
     """The hand-overs HTTP/1.1 calls on a plain listener: on the HTTP/2 preface, and after
     answering `Upgrade: h2c` with 101."""
 
-    def prior_knowledge(transport: asyncio.Transport, preamble: bytes) -> None:
+    def prior_knowledge(transport: asyncio.Transport, preamble: bytes, ledger: Ledger) -> None:
         protocol = make_h2()
         transport.set_protocol(protocol)
-        protocol.connection_made(transport, preamble)
+        protocol.connection_made(transport, preamble, ledger=ledger)
 
-    def upgrade(transport: asyncio.Transport, request: H2CUpgrade, preamble: bytes) -> None:
+    def upgrade(transport: asyncio.Transport, request: H2CUpgrade, preamble: bytes,
+                ledger: Ledger) -> None:
         protocol = make_h2()
         transport.set_protocol(protocol)
-        protocol.connection_made(transport, preamble, request)
+        protocol.connection_made(transport, preamble, request, ledger)
 
     return H2CSwitch(prior_knowledge, upgrade)

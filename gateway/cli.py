@@ -75,10 +75,35 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGINT/SIGTERM, let requests in flight finish for this long "
                           "(default: 30)")
+    net.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="a request head not complete this long after its first byte gets 408 "
+                          "(default: 10)")
+    net.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="an app waiting this long for more request body gets a disconnect, the "
+                          "client 408 (default: 30)")
+    net.add_argument("--response-timeout", type=float, default=0.0, metavar="SECONDS",
+                     help="an app that has not finished its response this long after the request "
+                          "is cancelled; the client gets 504, or a cut-off response (default: 0, off)")
     net.add_argument("--max-head-size", type=int, default=32 * 1024, metavar="BYTES",
                      help="larger request heads get 431 (default: 32768)")
     net.add_argument("--max-body-size", type=int, default=None, metavar="BYTES",
                      help="larger request bodies get 413 (default: no limit)")
+    net.add_argument("--limit-connections", type=int, default=None, metavar="N",
+                     help="connections past N are closed as soon as they are accepted "
+                          "(default: no limit)")
+
+    guard = parser.add_argument_group("hostile clients")
+    guard.add_argument("--control-frame-budget", type=int, default=1000, metavar="N",
+                       help="HTTP/2 control frames, empty DATA frames, resets and WebSocket pings a "
+                            "client may send per 10 seconds; past it the connection is closed "
+                            "(default: 1000)")
+    guard.add_argument("--address-block-time", type=float, default=10.0, metavar="SECONDS",
+                       help="a client address that trips a flood or rapid-reset guard has new "
+                            "connections refused this long; its connections share one budget; "
+                            "0 turns per-address counting off (default: 10)")
+    guard.add_argument("--address-guard-exempt", default="", metavar="IPS",
+                       help="comma-separated addresses or networks never counted together nor "
+                            "refused, such as a load balancer that does not send PROXY protocol")
 
     h2 = parser.add_argument_group("HTTP/2")
     h2.add_argument("--h2c", action=argparse.BooleanOptionalAction, default=True,
@@ -91,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="largest frame a client may send (default: 16384)")
     h2.add_argument("--h2-max-header-list-size", type=int, default=64 * 1024, metavar="BYTES",
                     help="largest request head a client may send (default: 65536)")
+    h2.add_argument("--h2-max-headers-held", type=int, default=1024 * 1024, metavar="BYTES",
+                    help="decoded request heads a connection may hold across its open streams; "
+                         "streams past it are refused (default: 1048576)")
 
     ws = parser.add_argument_group("WebSocket")
     ws.add_argument("--ws-max-size", type=int, default=16 * 1024 * 1024, metavar="BYTES",
@@ -169,13 +197,21 @@ def config_from_args(args: argparse.Namespace) -> Config:
         graceful_timeout=args.graceful_timeout,
         keep_alive_timeout=args.keep_alive_timeout,
         send_timeout=args.send_timeout,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        response_timeout=args.response_timeout,
         max_head_size=args.max_head_size,
         max_body_size=args.max_body_size,
+        limit_connections=args.limit_connections,
+        control_frame_budget=args.control_frame_budget,
+        address_block_time=args.address_block_time,
+        address_guard_exempt=args.address_guard_exempt,
         h2c=args.h2c,
         h2_max_concurrent_streams=args.h2_max_concurrent_streams,
         h2_initial_window_size=args.h2_initial_window_size,
         h2_max_frame_size=args.h2_max_frame_size,
         h2_max_header_list_size=args.h2_max_header_list_size,
+        h2_max_headers_held=args.h2_max_headers_held,
         ws_max_size=args.ws_max_size,
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,

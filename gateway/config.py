@@ -7,6 +7,7 @@ in one place, and a bad value becomes a `ConfigError` whose message a user can a
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ LOOPS = ("auto", "asyncio", "uvloop")
 HTTP_ENGINES = ("auto", "h11", "httptools")
 VERIFY_MODES = ("none", "optional", "required")
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _BIND_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)$")
 
 
@@ -90,15 +92,24 @@ class Config:
     graceful_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
     send_timeout: float = 30.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    response_timeout: float = 0.0
 
     max_head_size: int = 32 * 1024
     max_body_size: int | None = None
+    limit_connections: int | None = None
+
+    control_frame_budget: int = 1000
+    address_block_time: float = 10.0
+    address_guard_exempt: list[str] = field(default_factory=list)
 
     h2c: bool = True
     h2_max_concurrent_streams: int = 100
     h2_initial_window_size: int = 256 * 1024
     h2_max_frame_size: int = 16 * 1024
     h2_max_header_list_size: int = 64 * 1024
+    h2_max_headers_held: int = 1024 * 1024
 
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float = 20.0
@@ -119,6 +130,19 @@ class Config:
         return [parse_bind(text) for text in self.bind]
 
     @property
+    def exempt_networks(self) -> list[IPNetwork]:
+        networks = []
+        for text in self.address_guard_exempt:
+            try:
+                networks.append(ipaddress.ip_network(text.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"invalid --address-guard-exempt {text!r}: expected an IP address or a network"
+                    " such as 10.0.0.0/8"
+                ) from None
+        return networks
+
+    @property
     def is_tls(self) -> bool:
         return self.certfile is not None or self.dev_tls
 
@@ -137,11 +161,19 @@ class Config:
             raise ConfigError("at least one --bind address is needed")
         self.binds  # noqa: B018 - parsing is the validation
         for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout", "send_timeout",
+                     "header_timeout", "body_timeout", "response_timeout", "address_block_time",
                      "ws_ping_interval", "ws_ping_timeout", "ws_close_timeout"):
             _non_negative(name, getattr(self, name))
         for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size",
-                     "ws_max_size"):
+                     "h2_max_headers_held", "control_frame_budget", "ws_max_size"):
             _positive_int(name, getattr(self, name))
+        if self.limit_connections is not None:
+            _positive_int("limit_connections", self.limit_connections)
+        if isinstance(self.address_guard_exempt, str):
+            self.address_guard_exempt = [
+                part for part in self.address_guard_exempt.split(",") if part.strip()
+            ]
+        self.exempt_networks  # noqa: B018 - parsing is the validation
         if not 1 <= self.h2_initial_window_size <= 2**31 - 1:
             raise ConfigError("invalid --h2-initial-window-size: it must be from 1 to 2147483647")
         if not 2**14 <= self.h2_max_frame_size <= 2**24 - 1:

@@ -171,16 +171,17 @@ class Server:
             )
 
     async def _tick(self) -> None:
-        """Once a second: the Date header, and closing idle keep-alive connections."""
+        """Once a second: the Date header, and the timeouts of every connection."""
         assert self.state is not None
         loop = asyncio.get_running_loop()
         state = self.state
         while True:
             await asyncio.sleep(1.0)
             state.update_date()
-            deadline = loop.time() - state.keep_alive_timeout
+            now = loop.time()
             for connection in list(state.connections):
-                connection.close_if_idle_since(deadline)
+                connection.check_timeouts(now)
+            state.guard.sweep(now)
 
     async def _shutdown(self) -> None:
         assert self.state is not None

@@ -11,6 +11,7 @@ from email.utils import formatdate
 from typing import Any, Protocol
 
 from .config import Config
+from .guards import AddressGuard, Ledger
 from .loading import ASGIApp
 from .ws.session import WebSocketSettings
 
@@ -21,8 +22,8 @@ class Connection(Protocol):
     def shutdown(self) -> None:
         """Stop taking requests: close now if idle, else after the response in flight."""
 
-    def close_if_idle_since(self, deadline: float) -> None:
-        """Close the connection if it has been idle since before `deadline`."""
+    def check_timeouts(self, now: float) -> None:
+        """Once a second: close what has idled, or waited for the client, too long."""
 
     def force_close(self) -> None:
         """Drop the connection now; apps still running see a disconnect."""
@@ -40,6 +41,12 @@ class ServerState:
         self.max_head_size = config.max_head_size
         self.max_body_size = config.max_body_size
         self.keep_alive_timeout = config.keep_alive_timeout
+        self.header_timeout = config.header_timeout
+        self.body_timeout = config.body_timeout
+        self.response_timeout = config.response_timeout
+        self.guard = AddressGuard(
+            config.control_frame_budget, config.address_block_time, config.exempt_networks
+        )
         self.server_line = b"server: gateway\r\n" if config.server_header else b""
         self.ws_settings = WebSocketSettings(
             config.ws_max_size, config.ws_ping_interval or None, config.ws_ping_timeout or None,
@@ -56,6 +63,14 @@ class ServerState:
         if self.config.date_header:
             self.date_value = formatdate(usegmt=True).encode("ascii")
             self.date_line = b"date: " + self.date_value + b"\r\n"
+
+    def admit(self, transport: asyncio.BaseTransport) -> Ledger | None:
+        """The ledger a new connection charges, or None (and the connection dropped) when its
+        address is blocked."""
+        ledger = self.guard.admit(transport.get_extra_info("peername"), asyncio.get_running_loop().time())
+        if ledger is None:
+            transport.abort()
+        return ledger
 
     def start_app(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)

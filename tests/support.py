@@ -16,6 +16,19 @@ from typing import Any
 
 ENGINES = ("h11", "httptools")
 TIMEOUT = 5.0
+# Another client address on loopback (Linux routes all of 127/8 there): a well-behaved client
+# beside an attacker on 127.0.0.1, whose address the server may have blocked.
+OTHER_ADDRESS = "127.0.0.2"
+
+
+def other_client(**kwargs: Any) -> Any:
+    """An httpx client connecting from OTHER_ADDRESS."""
+    import httpx
+
+    http2 = kwargs.pop("http2", False)
+    transport = httpx.HTTPTransport(local_address=OTHER_ADDRESS, http2=http2,
+                                    verify=kwargs.pop("verify", True), http1=kwargs.pop("http1", True))
+    return httpx.Client(transport=transport, **kwargs)
 
 
 def free_port() -> int:

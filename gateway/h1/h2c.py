@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..fields import header_tokens
+from ..guards import Ledger
 from .engine import Headers
 
 # Request fields that belong to the HTTP/1.1 hop and are not carried onto stream 1.
@@ -92,5 +93,7 @@ class H2CUpgrade:
 
 @dataclass(frozen=True)
 class H2CSwitch:
-    prior_knowledge: Callable[[asyncio.Transport, bytes], None]
-    upgrade: Callable[[asyncio.Transport, H2CUpgrade, bytes], None]
+    """Each hand-over takes the transport, the bytes read so far and the client's ledger."""
+
+    prior_knowledge: Callable[[asyncio.Transport, bytes, Ledger], None]
+    upgrade: Callable[[asyncio.Transport, H2CUpgrade, bytes, Ledger], None]

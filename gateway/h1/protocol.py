@@ -24,6 +24,7 @@ from ..asgi import (
     scope_address,
 )
 from ..config import ConfigError
+from ..guards import Ledger
 from ..logs import access_logger, address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
@@ -91,6 +92,8 @@ class H1Protocol(asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.scheme = "http"
         self.extensions: dict[str, Any] = {}
+        # The client's budget; it goes with the connection to HTTP/2 or a WebSocket.
+        self.ledger: Ledger | None = None
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -105,6 +108,10 @@ class H1Protocol(asyncio.Protocol):
             if self.tls_info is not None:
                 self.extensions["tls"] = self.tls_info.extension(ssl_object)
         state = self.state
+        self.ledger = state.admit(transport)
+        if self.ledger is None:
+            self.closing = True
+            return
         self.engine = self.engine_class(self, state.max_head_size, state.server_line, state)
         state.connections.add(self)
         self.idle_since = self.loop.time()
@@ -147,7 +154,7 @@ class H1Protocol(asyncio.Protocol):
         if head.startswith(H2_PREFACE):
             self.state.connections.discard(self)
             self.closing = True
-            switch(self.transport, head)  # type: ignore[misc,arg-type]
+            switch(self.transport, head, self._give_ledger())  # type: ignore[misc,arg-type]
             return b""
         return head
 
@@ -161,11 +168,13 @@ class H1Protocol(asyncio.Protocol):
         self.transport.write(H2CUpgrade.SWITCHING)  # type: ignore[union-attr]
         self.state.connections.discard(self)
         self.closing = True
-        self.h2c.upgrade(self.transport, upgrade, rest)  # type: ignore[arg-type]
+        self.h2c.upgrade(self.transport, upgrade, rest, self._give_ledger())  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
+        if self.ledger is not None:
+            self.state.guard.release(self._give_ledger())
         if self.websocket is not None and self.websocket.session is not None:
             self.websocket.session.feed_disconnect()
         for exchange in (self.current, self.incoming):
@@ -279,13 +288,18 @@ class H1Protocol(asyncio.Protocol):
             headers, state.root_path, state.lifespan_state, self.extensions,
         )
 
-    def hand_over(self) -> bytes:
+    def hand_over(self) -> tuple[bytes, Ledger]:
         """The WebSocket was accepted: this protocol lets go of the connection, and returns the
-        bytes read after the handshake request."""
+        bytes read after the handshake request and the client's ledger."""
         self.closing = True
         self.current = None
         self.state.connections.discard(self)
-        return self.engine.upgrade_tail() + self.websocket_early
+        return self.engine.upgrade_tail() + self.websocket_early, self._give_ledger()
+
+    def _give_ledger(self) -> Ledger:
+        ledger, self.ledger = self.ledger, None
+        assert ledger is not None
+        return ledger
 
     # -- the exchange's carrier calls ----------------------------------------------------
 
@@ -349,8 +363,8 @@ class H1Protocol(asyncio.Protocol):
         if self.current is None and not self.pipeline:
             self._close()
 
-    def close_if_idle_since(self, deadline: float) -> None:
-        if self.idle_since is not None and self.idle_since < deadline:
+    def check_timeouts(self, now: float) -> None:
+        if self.idle_since is not None and now - self.idle_since > self.state.keep_alive_timeout:
             self._close()
 
     def force_close(self) -> None:

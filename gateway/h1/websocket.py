@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ..guards import Ledger
 from ..state import ServerState
 from ..wakeup import Wakeup
 from ..ws.handshake import accept_value
@@ -31,6 +32,7 @@ class H1WebSocket(asyncio.Protocol):
         self.state: ServerState = h1.state
         self.transport: asyncio.Transport = h1.transport  # type: ignore[assignment]
         self.session: WebSocketSession | None = None
+        self.ledger: Ledger | None = None  # the client's, from the HTTP/1.1 connection on accept
         self.write_paused = False
         self.closing = False
         self._drained = Wakeup()
@@ -50,7 +52,7 @@ class H1WebSocket(asyncio.Protocol):
         transport = self.transport
         transport.write(b"".join(head))
         session.exchange.switched(101)
-        tail = h1.hand_over()
+        tail, self.ledger = h1.hand_over()
         state.connections.add(self)
         self.write_paused = h1.write_paused
         transport.set_protocol(self)
@@ -96,6 +98,9 @@ class H1WebSocket(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
+        if self.ledger is not None:
+            self.state.guard.release(self.ledger)
+            self.ledger = None
         if self.session is not None:
             self.session.feed_disconnect()
         self.write_paused = False
@@ -114,7 +119,7 @@ class H1WebSocket(asyncio.Protocol):
         if self.session is not None:
             self.session.shutdown()
 
-    def close_if_idle_since(self, deadline: float) -> None:
+    def check_timeouts(self, now: float) -> None:
         """An open WebSocket is never idle: pings (--ws-ping-interval) find dead peers."""
 
     def force_close(self) -> None:

@@ -27,6 +27,7 @@ from ..asgi import (
     ResponseFramingError,
     scope_address,
 )
+from ..guards import Ledger
 from ..logs import address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
@@ -40,8 +41,6 @@ _NO_BODY_STATUS = frozenset((204, 304))
 # Connection-level window granted at once for DATA received: stream windows are what bound
 # the memory a client can make us hold, so the connection window never stalls other streams.
 _CONNECTION_ACK_THRESHOLD = 32 * 1024
-# Client resets tolerated before they must be fewer than half the streams opened.
-_RESET_ALLOWANCE = 200
 
 
 class H2Protocol(asyncio.Protocol):
@@ -63,19 +62,23 @@ class H2Protocol(asyncio.Protocol):
         self.socket_paused = False
         self.flush_scheduled = False
         self.connection_unacked = 0
-        self.opened = 0
-        self.resets = 0
+        self.ledger: Ledger | None = None
         self.idle_since: float | None = None
         self.base_scope: dict[str, Any] = {}
 
     # -- asyncio callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport, preamble: bytes = b"",
-                        upgrade: Any = None) -> None:
+                        upgrade: Any = None, ledger: Ledger | None = None) -> None:
         """`preamble`: bytes already read (h2c); `upgrade`: the HTTP/1.1 request that asked for
-        `Upgrade: h2c`, served as stream 1 (RFC 7540 section 3.2)."""
+        `Upgrade: h2c`, served as stream 1 (RFC 7540 section 3.2); `ledger`: the client's, when
+        the connection began as HTTP/1.1."""
         self.transport = transport  # type: ignore[assignment]
         state = self.state
+        self.ledger = ledger if ledger is not None else state.admit(transport)
+        if self.ledger is None:
+            self.closing = True
+            return
         ssl_object = transport.get_extra_info("ssl_object")
         extensions: dict[str, Any] = {TRAILERS_EXTENSION: {}, EARLY_HINT_EXTENSION: {}}
         if ssl_object is not None and self.tls_info is not None:
@@ -136,6 +139,9 @@ class H2Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
+        if self.ledger is not None:
+            self.state.guard.release(self.ledger)
+            self.ledger = None
         streams = list(self.streams.values())
         self.streams.clear()
         for stream in streams:
@@ -156,7 +162,7 @@ class H2Protocol(asyncio.Protocol):
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
         for stream in self.streams.values():
-            if stream.pending is None:
+            if not stream.pending:
                 wake(stream)
 
     # -- h2 events ----------------------------------------------------------------------
@@ -181,7 +187,7 @@ class H2Protocol(asyncio.Protocol):
             return
         stream, app_call = opened
         self.streams[stream_id] = stream
-        self.opened += 1
+        self.ledger.opened += 1  # type: ignore[union-attr]
         self.idle_since = None
         self.state.start_app(app_call)
 
@@ -214,9 +220,8 @@ class H2Protocol(asyncio.Protocol):
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
         self._drop_stream(event.stream_id)
         # Rapid reset (CVE-2023-44487): streams opened only to be reset cost an app call each.
-        self.resets += 1
-        if self.resets > _RESET_ALLOWANCE and self.resets * 2 > self.opened:
-            self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, "too many streams reset by the client")
+        if not self.ledger.stream_reset(self.loop.time()):  # type: ignore[union-attr]
+            self.calm_down("too many streams reset by the client")
 
     def _drop_stream(self, stream_id: int) -> None:
         """The client reset the stream, or it is gone: its app sees a disconnect."""
@@ -230,11 +235,10 @@ class H2Protocol(asyncio.Protocol):
 
     def _on_window_updated(self, event: h2.events.WindowUpdated | h2.events.RemoteSettingsChanged) -> None:
         for stream_id, stream in list(self.streams.items()):
-            if stream.pending is not None:
-                data, stream.pending = stream.pending, None
+            if stream.pending:
                 stream.stalled_since = None
-                self._send_data(stream_id, stream, data, stream.pending_end)
-                if stream.pending is None and not self.socket_paused:
+                self._send_pending(stream_id, stream)
+                if not stream.pending and not self.socket_paused:
                     wake(stream)
 
     def _on_settings_changed(self, event: h2.events.RemoteSettingsChanged) -> None:
@@ -333,7 +337,7 @@ class H2Protocol(asyncio.Protocol):
 
     async def drain(self, exchange: Exchange) -> None:
         stream = self.streams.get(exchange.carrier_key)
-        if stream is None or (stream.pending is None and not self.socket_paused):
+        if stream is None or (not stream.pending and not self.socket_paused):
             return
         waiter = stream.waiter
         if waiter is None or waiter.done():  # done: a send cancelled while it waited
@@ -365,6 +369,13 @@ class H2Protocol(asyncio.Protocol):
 
     # -- connection management ----------------------------------------------------------
 
+    def calm_down(self, reason: str) -> None:
+        """The client is abusing the connection: GOAWAY ENHANCE_YOUR_CALM, and its address is
+        refused for a while."""
+        if self.ledger is not None:
+            self.state.guard.offence(self.ledger, self.loop.time(), reason)
+        self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, reason)
+
     def refuse(self, error_code: ErrorCodes, reason: str) -> None:
         """End the connection at once with GOAWAY, e.g. for RFC 9113 section 9.2."""
         error_logger.debug("refusing HTTP/2 from %s: %s", _client_text(self), reason)
@@ -391,13 +402,13 @@ class H2Protocol(asyncio.Protocol):
         if not self.streams:
             self._close()
 
-    def close_if_idle_since(self, deadline: float) -> None:
-        if self.idle_since is not None and self.idle_since < deadline:
+    def check_timeouts(self, now: float) -> None:
+        if self.idle_since is not None and now - self.idle_since > self.state.keep_alive_timeout:
             self.shutdown()
             return
         # A peer that keeps a window shut holds an app and its data: zero-window stalls end
         # the connection after --send-timeout.
-        stalled_before = self.loop.time() - self.state.config.send_timeout
+        stalled_before = now - self.state.config.send_timeout
         for stream in self.streams.values():
             if stream.stalled_since is not None and stream.stalled_since < stalled_before:
                 self.refuse(ErrorCodes.FLOW_CONTROL_ERROR, "no flow-control window granted in time")
@@ -423,36 +434,48 @@ class H2Protocol(asyncio.Protocol):
                 raise ResponseFramingError(
                     "response body does not match its Content-Length"
                 )
-        if stream.pending is not None:
-            stream.pending += body
-            stream.pending_end = not more_body
-            return
-        self._send_data(stream_id, stream, body, not more_body)
+        stream.pending_end = not more_body
+        if body:
+            stream.pending.append(body)
+            stream.pending_size += len(body)
+        if len(stream.pending) == 1 or not body:
+            self._send_pending(stream_id, stream)
 
-    def _send_data(self, stream_id: int, stream: Stream, data: bytes, end: bool) -> None:
-        """Send what the windows allow now; keep the rest until a WINDOW_UPDATE."""
+    def _send_pending(self, stream_id: int, stream: Stream) -> None:
+        """Send what the windows allow now; keep the rest, as chunks, until a WINDOW_UPDATE."""
         conn = self.conn
+        pending = stream.pending
+        sent = 0
         try:
-            while data:
+            while pending:
                 size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
                 if size <= 0:
-                    stream.pending = data
-                    stream.pending_end = end
                     if stream.stalled_since is None:
                         stream.stalled_since = self.loop.time()
                     return
-                if size >= len(data):
-                    conn.send_data(stream_id, data, end_stream=end)
+                chunk = pending[0]
+                sent += 1
+                if size >= len(chunk):
+                    pending.popleft()
+                    stream.pending_size -= len(chunk)
+                    end = stream.pending_end and not pending
+                    conn.send_data(stream_id, chunk, end_stream=end)
                     if end:
                         self._response_sent(stream_id, stream)
-                    return
-                conn.send_data(stream_id, data[:size])
-                data = data[size:]
-            if end:
+                        return
+                else:
+                    view = memoryview(chunk)
+                    conn.send_data(stream_id, view[:size])
+                    pending[0] = view[size:]
+                    stream.pending_size -= size
+            if stream.pending_end:
                 conn.end_stream(stream_id)
                 self._response_sent(stream_id, stream)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             self._drop_stream(stream_id)
+        finally:
+            if sent and self.ledger is not None:
+                self.ledger.earn(sent)  # each DATA frame may bring a WINDOW_UPDATE back
 
     def _response_sent(self, stream_id: int, stream: Stream) -> None:
         if not stream.exchange.body_complete:

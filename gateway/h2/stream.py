@@ -4,6 +4,7 @@ waits for it."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import TYPE_CHECKING
 
 from ..asgi import Exchange
@@ -17,13 +18,16 @@ class Stream:
     """The wire side of one stream's response; it lives in the protocol's stream table until
     the response is sent or the stream is reset."""
 
-    __slots__ = ("exchange", "pending", "pending_end", "waiter", "remaining", "no_body", "stalled_since",
-                 "session", "websocket")
+    __slots__ = ("exchange", "pending", "pending_size", "pending_end", "waiter", "remaining", "no_body",
+                 "stalled_since", "session", "websocket")
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
-        self.pending: bytes | None = None  # data waiting for flow-control window
-        self.pending_end = False
+        # Response data not yet sent, in the app's chunks (the first one perhaps a view of what
+        # is left of a chunk); it waits here for flow-control window.
+        self.pending: deque[bytes | memoryview] = deque()
+        self.pending_size = 0
+        self.pending_end = False  # the response ends after what is pending
         self.waiter: asyncio.Future[None] | None = None
         self.remaining: int | None = None  # declared Content-Length still to send
         self.no_body = False

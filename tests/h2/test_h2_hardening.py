@@ -17,6 +17,7 @@ import httpx
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+from support import other_client
 
 REQUEST = [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"http"), (b":authority", b"test")]
 
@@ -76,7 +77,7 @@ def test_rapid_reset_ends_the_connection_with_enhance_your_calm(serve):
             event = wait_for_goaway(sock, conn, 5)
         assert event is not None and event.error_code == ErrorCodes.ENHANCE_YOUR_CALM
         # other clients are still served
-        with httpx.Client(http1=False, http2=True, timeout=15) as other:
+        with other_client(http1=False, http2=True, timeout=15) as other:
             assert other.get(server.url + "/").status_code == 200
 
 
@@ -102,7 +103,7 @@ END_STREAM, END_HEADERS = 0x1, 0x4
 
 
 def still_serves(server) -> bool:
-    with httpx.Client(http1=False, http2=True, timeout=15) as other:
+    with other_client(http1=False, http2=True, timeout=15) as other:
         return other.get(server.url + "/").status_code == 200
 
 
