@@ -13,7 +13,6 @@ import h2.connection
 import h2.events
 import h2.settings
 import hpack
-import httpx
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
