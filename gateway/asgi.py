@@ -25,12 +25,19 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 # socket (h1) or stops granting flow-control window (h2).
 BODY_HIGH_WATER = 64 * 1024
 
-_ERROR_BODY = b"Internal Server Error"
-_ERROR_HEADERS = [
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", str(len(_ERROR_BODY)).encode()),
-    (b"connection", b"close"),
-]
+_ERROR_BODIES = {
+    408: b"Request Timeout",
+    500: b"Internal Server Error",
+    504: b"Gateway Timeout",
+}
+
+
+def _error_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+        (b"connection", b"close"),
+    ]
 
 
 class ASGIMessageError(Exception):
@@ -166,6 +173,7 @@ class Exchange:
         "carrier", "scope", "state", "status", "headers", "_chunks", "buffered",
         "body_complete", "_body_delivered", "disconnected", "expect_continue", "_waiter",
         "bytes_sent", "started_at", "log_access", "carrier_key", "expect_trailers",
+        "waiting_since", "task",
     )
 
     def __init__(self, carrier: Carrier, scope: dict[str, Any], body_complete: bool,
@@ -184,6 +192,8 @@ class Exchange:
         self.disconnected = False
         self.expect_continue = expect_continue
         self._waiter: asyncio.Future[None] | None = None
+        self.waiting_since = 0.0  # loop time the app began waiting for body; 0.0: not waiting
+        self.task: asyncio.Task[None] | None = None  # the app call, set by the carrier
         self.bytes_sent = 0
         self.log_access = log_access
         self.started_at = time.perf_counter() if log_access else 0.0
@@ -232,11 +242,15 @@ class Exchange:
             if self.expect_continue:
                 self.expect_continue = False
                 self.carrier.send_continue(self)
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            if not self.body_complete:
+                self.waiting_since = loop.time()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                self.waiting_since = 0.0
 
     async def send(self, message: Message) -> None:
         if self.disconnected:
@@ -346,6 +360,32 @@ class Exchange:
         if self.carrier.write_paused:
             await self.carrier.drain(self)
 
+    def check_timeouts(self, now: float, began: float, body_timeout: float,
+                       response_timeout: float) -> None:
+        """Called by the carrier once a second. The body timeout ends a wait for request body
+        that the client lets drag (slowloris on the body: 408); the response timeout, when set,
+        ends an app that does not finish its response in time (504, the app cancelled)."""
+        if self.state is DONE or self.disconnected:
+            return
+        if response_timeout and now - began > response_timeout:
+            error_logger.warning(
+                "ASGI app did not finish its response within --response-timeout (%gs) %s: cancelled",
+                response_timeout, self._what(),
+            )
+            self._time_out(504)
+            if self.task is not None:
+                self.task.cancel()
+        elif self.waiting_since and body_timeout and now - self.waiting_since > body_timeout:
+            error_logger.debug("request body not received within --body-timeout %s", self._what())
+            self._time_out(408)
+
+    def _time_out(self, status: int) -> None:
+        if self.state is START or self.state is HEAD_PENDING:
+            self._respond_error(status)
+        else:
+            self.carrier.abort(self)
+        self.feed_disconnect()
+
     def switched(self, status: int) -> None:
         """The request was answered by a protocol switch (a WebSocket accepted): the HTTP
         exchange is over, and is logged with that status."""
@@ -378,7 +418,7 @@ class Exchange:
         else:
             if self.state is START and not self.disconnected:
                 error_logger.error("ASGI app returned without starting a response %s", self._what())
-                self._respond_500()
+                self._respond_error(500)
             elif self.state is not DONE and not self.disconnected:
                 error_logger.error("ASGI app returned without completing the response %s", self._what())
                 self.carrier.abort(self)
@@ -395,15 +435,17 @@ class Exchange:
         if self.disconnected:
             return
         if self.state is START or self.state is HEAD_PENDING:
-            self._respond_500()
+            self._respond_error(500)
         elif self.state is not DONE:
             self.carrier.abort(self)
 
-    def _respond_500(self) -> None:
+    def _respond_error(self, status: int) -> None:
+        """A response of gateway's own in place of the app's; the connection closes after it."""
         self.state = DONE
-        self.status = 500
-        self.carrier.write_head(self, 500, _ERROR_HEADERS, _ERROR_BODY, False)
-        self.bytes_sent = len(_ERROR_BODY)
+        self.status = status
+        body = _ERROR_BODIES[status]
+        self.carrier.write_head(self, status, _error_headers(body), body, False)
+        self.bytes_sent = len(body)
         if self.log_access:
             self._log_access()
 

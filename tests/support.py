@@ -191,6 +191,15 @@ def captured_log(name: str = "gateway.error", level: int = logging.DEBUG) -> Ite
         logger.setLevel(old_level)
 
 
+def process_memory(pid: int, field: str = "VmRSS") -> int:
+    """A /proc/PID/status size (VmRSS, VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} for process {pid}")
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT, interval: float = 0.01) -> bool:
     """Whether `predicate()` became true within `timeout` (checked once more at the end)."""
     deadline = time.monotonic() + timeout

@@ -110,3 +110,9 @@ def plain_fields(headers: Iterable[Any]) -> Fields:
         if lname not in _CONNECTION_SPECIFIC and lname != b"host":
             out.append((lname, value))
     return out
+
+
+def header_list_size(fields: Iterable[tuple[bytes, bytes]]) -> int:
+    """A request head's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 section
+    6.5.2): decoded names and values, and 32 bytes for each field."""
+    return sum(len(name) + len(value) + 32 for name, value in fields)

@@ -32,7 +32,8 @@ from ..logs import address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
 from .errors import precise_error_code
-from .fields import malformed_request, plain_fields, response_fields
+from .fields import header_list_size, malformed_request, plain_fields, response_fields
+from .frame_meter import FrameMeter
 from .requests import open_stream, pushed_request
 from .settings import refuse_excess_streams_alone, server_connection
 from .stream import Stream, wake
@@ -41,6 +42,12 @@ _NO_BODY_STATUS = frozenset((204, 304))
 # Connection-level window granted at once for DATA received: stream windows are what bound
 # the memory a client can make us hold, so the connection window never stalls other streams.
 _CONNECTION_ACK_THRESHOLD = 32 * 1024
+# Why reading is paused: a batch's rest waits its turn, or the client is not reading.
+_HELD = 1
+_SOCKET = 2
+# After a connection error's GOAWAY: long enough for it to leave, short enough that a TLS
+# client flooding on is not decrypted for long while its close_notify is awaited.
+_ERROR_GRACE = 0.25
 
 
 class H2Protocol(asyncio.Protocol):
@@ -60,10 +67,17 @@ class H2Protocol(asyncio.Protocol):
         self.closing = False
         self.goaway_sent = False
         self.socket_paused = False
+        self.reading_blocked = 0  # _HELD | _SOCKET: why the transport is not being read
         self.flush_scheduled = False
         self.connection_unacked = 0
         self.ledger: Ledger | None = None
+        self.meter = FrameMeter()
+        # Bytes read but not yet given to h2: the rest of a read whose batch was full.
+        self.held: list[bytes | memoryview] = []
+        self.headers_held = 0  # decoded request header bytes of the open streams
         self.idle_since: float | None = None
+        self.header_block_since: float | None = None  # a header block arriving in pieces
+        self.abort_handle: asyncio.TimerHandle | None = None
         self.base_scope: dict[str, Any] = {}
 
     # -- asyncio callbacks --------------------------------------------------------------
@@ -110,9 +124,44 @@ class H2Protocol(asyncio.Protocol):
         if state.shutting_down:
             self.shutdown()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.closing:
             return
+        if self.held:
+            self.held.append(data)
+            return
+        meter = self.meter
+        cut = meter.measure(data, self.streams)
+        if meter.cost and not self.ledger.charge(meter.cost, self.loop.time()):  # type: ignore[union-attr]
+            self.calm_down("too many frames that carry no request (--control-frame-budget)")
+            return
+        if meter.in_header_block:
+            if self.header_block_since is None:
+                self.header_block_since = self.loop.time()
+        elif self.header_block_since is not None:
+            self.header_block_since = None
+        if cut < len(data):
+            # A full batch: the rest waits for the next turn of the loop, so that one client's
+            # burst of frames never holds up the others. Views, not copies: a read of small
+            # frames may be cut many times.
+            view = memoryview(data)
+            self.held.append(view[cut:])
+            data = view[:cut]
+            self._block_reading(_HELD)
+            self.loop.call_soon(self._feed_held)
+        self._receive(data)
+
+    def _feed_held(self) -> None:
+        held = self.held
+        if self.closing or not held:
+            return
+        data = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        self.data_received(data)
+        if not self.held:
+            self._unblock_reading(_HELD)
+
+    def _receive(self, data: bytes | memoryview) -> None:
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -126,7 +175,7 @@ class H2Protocol(asyncio.Protocol):
                                      error_code=code)
                 if self.transport is not None:
                     self.transport.write(goaway.serialize())
-            self._close()
+            self._close(_ERROR_GRACE)
             return
         for event in events:
             handler = _HANDLERS.get(type(event))
@@ -139,6 +188,9 @@ class H2Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
+        self.held.clear()
+        if self.abort_handle is not None:
+            self.abort_handle.cancel()
         if self.ledger is not None:
             self.state.guard.release(self.ledger)
             self.ledger = None
@@ -154,13 +206,11 @@ class H2Protocol(asyncio.Protocol):
         # A client that does not read what we send (PING and SETTINGS acknowledgements
         # included) is not read from either: floods cost it its own connection only.
         self.socket_paused = True
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._block_reading(_SOCKET)
 
     def resume_writing(self) -> None:
         self.socket_paused = False
-        if self.transport is not None and not self.closing:
-            self.transport.resume_reading()
+        self._unblock_reading(_SOCKET)
         for stream in self.streams.values():
             if not stream.pending:
                 wake(stream)
@@ -168,28 +218,45 @@ class H2Protocol(asyncio.Protocol):
     # -- h2 events ----------------------------------------------------------------------
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
-        if self.goaway_sent or len(self.streams) >= self.state.config.h2_max_concurrent_streams:
-            self.conn.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
+        config = self.state.config
+        if self.goaway_sent or len(self.streams) >= config.h2_max_concurrent_streams:
+            self._reset_for_client(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
         problem = malformed_request(event.headers)
         if problem is not None:
             # RFC 9113 section 8.1.1: a malformed request is a stream error.
             error_logger.debug("malformed HTTP/2 request from %s: %s", _client_text(self), problem)
-            self.conn.reset_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._reset_for_client(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
-        self._open_stream(event.stream_id, event.headers, event.stream_ended is not None)
+        # HPACK lets a few bytes on the wire name a large field again and again: what open
+        # streams hold decoded is bounded per connection, not only per request.
+        size = header_list_size(event.headers)
+        if self.headers_held + size > config.h2_max_headers_held:
+            error_logger.debug("refusing a stream from %s: --h2-max-headers-held", _client_text(self))
+            self._reset_for_client(event.stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        self._open_stream(event.stream_id, event.headers, event.stream_ended is not None, size)
+
+    def _reset_for_client(self, stream_id: int, code: ErrorCodes) -> None:
+        """A reset the client made the server send costs it like a control frame would."""
+        self.conn.reset_stream(stream_id, code)
+        if not self.ledger.charge(1, self.loop.time()):  # type: ignore[union-attr]
+            self.calm_down("too many streams refused or malformed (--control-frame-budget)")
 
     def _open_stream(self, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
-                     ended: bool) -> None:
+                     ended: bool, header_size: int = 0) -> None:
         opened = open_stream(self, stream_id, request_headers, ended)
         if opened is None:
             self.flush_soon()
             return
         stream, app_call = opened
+        stream.header_size = header_size
+        stream.opened_at = self.loop.time()
+        self.headers_held += header_size
         self.streams[stream_id] = stream
         self.ledger.opened += 1  # type: ignore[union-attr]
         self.idle_since = None
-        self.state.start_app(app_call)
+        stream.exchange.task = self.state.start_app(app_call)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         flow = event.flow_controlled_length
@@ -225,7 +292,7 @@ class H2Protocol(asyncio.Protocol):
 
     def _drop_stream(self, stream_id: int) -> None:
         """The client reset the stream, or it is gone: its app sees a disconnect."""
-        stream = self.streams.pop(stream_id, None)
+        stream = self._pop_stream(stream_id)
         if stream is not None:
             stream.exchange.feed_disconnect()
             if stream.session is not None:
@@ -356,7 +423,7 @@ class H2Protocol(asyncio.Protocol):
 
     def abort(self, exchange: Exchange, code: ErrorCodes = ErrorCodes.INTERNAL_ERROR) -> None:
         stream_id = exchange.carrier_key
-        stream = self.streams.pop(stream_id, None)
+        stream = self._pop_stream(stream_id)
         exchange.feed_disconnect()
         if stream is not None and not self.closing:
             wake(stream)
@@ -382,7 +449,7 @@ class H2Protocol(asyncio.Protocol):
         self.goaway_sent = True
         self.conn.close_connection(error_code)
         self._flush()
-        self._close()
+        self._close(_ERROR_GRACE)
 
     def shutdown(self) -> None:
         """Graceful: GOAWAY with the last stream we will serve; close once those are done."""
@@ -403,16 +470,26 @@ class H2Protocol(asyncio.Protocol):
             self._close()
 
     def check_timeouts(self, now: float) -> None:
-        if self.idle_since is not None and now - self.idle_since > self.state.keep_alive_timeout:
+        state = self.state
+        if self.idle_since is not None and now - self.idle_since > state.keep_alive_timeout:
             self.shutdown()
+            return
+        if self.header_block_since is not None and now - self.header_block_since > state.header_timeout:
+            # A header block must arrive whole before any other frame (RFC 9113 section
+            # 6.10): one trickled in blocks the connection.
+            self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, "header block not complete within --header-timeout")
             return
         # A peer that keeps a window shut holds an app and its data: zero-window stalls end
         # the connection after --send-timeout.
-        stalled_before = now - self.state.config.send_timeout
-        for stream in self.streams.values():
+        stalled_before = now - state.config.send_timeout
+        for stream in list(self.streams.values()):
             if stream.stalled_since is not None and stream.stalled_since < stalled_before:
                 self.refuse(ErrorCodes.FLOW_CONTROL_ERROR, "no flow-control window granted in time")
                 return
+            if stream.session is None:
+                stream.exchange.check_timeouts(
+                    now, stream.opened_at, state.body_timeout, state.response_timeout
+                )
 
     def force_close(self) -> None:
         if self.transport is not None:
@@ -488,12 +565,18 @@ class H2Protocol(asyncio.Protocol):
         self._forget(stream_id)
 
     def _forget(self, stream_id: int) -> None:
-        stream = self.streams.pop(stream_id, None)
+        stream = self._pop_stream(stream_id)
         if stream is not None:
             wake(stream)
             if stream.session is not None:
                 stream.session.feed_disconnect()  # e.g. after a denial: the app's receive ends
         self._check_idle()
+
+    def _pop_stream(self, stream_id: int) -> Stream | None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            self.headers_held -= stream.header_size
+        return stream
 
     def _check_idle(self) -> None:
         if not self.streams:
@@ -523,10 +606,27 @@ class H2Protocol(asyncio.Protocol):
         if data and self.transport is not None and not self.closing:
             self.transport.write(data)
 
-    def _close(self) -> None:
+    def _block_reading(self, reason: int) -> None:
+        if not self.reading_blocked and self.transport is not None:
+            self.transport.pause_reading()
+        self.reading_blocked |= reason
+
+    def _unblock_reading(self, reason: int) -> None:
+        if self.reading_blocked & reason:
+            self.reading_blocked &= ~reason
+            if not self.reading_blocked and self.transport is not None and not self.closing:
+                self.transport.resume_reading()
+
+    def _close(self, grace: float | None = None) -> None:
+        """Close once what is buffered has gone: after `grace` seconds (a connection error,
+        whose GOAWAY need not be waited for long), or --send-timeout (a client that does not
+        read, as for a shut flow-control window), the connection is dropped."""
         if not self.closing and self.transport is not None:
             self.closing = True
             self.transport.close()
+            timeout = self.state.config.send_timeout if grace is None else grace
+            if timeout:
+                self.abort_handle = self.loop.call_later(timeout, self.transport.abort)
 
 
 def _client_text(protocol: H2Protocol) -> str:

@@ -19,7 +19,7 @@ class Stream:
     the response is sent or the stream is reset."""
 
     __slots__ = ("exchange", "pending", "pending_size", "pending_end", "waiter", "remaining", "no_body",
-                 "stalled_since", "session", "websocket")
+                 "stalled_since", "session", "websocket", "header_size", "opened_at")
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -32,6 +32,8 @@ class Stream:
         self.remaining: int | None = None  # declared Content-Length still to send
         self.no_body = False
         self.stalled_since: float | None = None  # when the peer's window last ran out
+        self.header_size = 0  # the request head, decoded, as --h2-max-headers-held counts it
+        self.opened_at = 0.0  # loop time the app was called
         # An extended CONNECT stream (RFC 8441): the WebSocket session and its carrier.
         self.session: WebSocketSession | None = None
         self.websocket: H2WebSocket | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from apps.transfer import CHUNK, pattern
+from support import process_memory
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -21,14 +22,6 @@ APPS = Path(__file__).resolve().parent.parent / "apps"
 MEMORY_ALLOWANCE = 128 * 1024 * 1024
 
 
-def memory(pid: int, field: str) -> int:
-    """A /proc/PID/status size (VmRSS, VmHWM), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {field} for process {pid}")
-
-
 @pytest.fixture
 def transfer_server(gateway_cli, certs):
     process = gateway_cli("--app-dir", str(APPS), "-b", "127.0.0.1:0", "--certfile", certs.cert_file,
@@ -37,7 +30,7 @@ def transfer_server(gateway_cli, certs):
     pid = process.process.pid
     with httpx.Client(verify=certs.client_context(), http2=True, timeout=30) as client:
         assert client.get(f"https://localhost:{port}/download?size=1").http_version == "HTTP/2"
-        yield client, f"https://localhost:{port}", pid, memory(pid, "VmRSS")
+        yield client, f"https://localhost:{port}", pid, process_memory(pid, "VmRSS")
     code, output = process.stop()
     assert "Traceback" not in output
 
@@ -57,7 +50,7 @@ def test_1gib_download_over_h2_in_bounded_memory(transfer_server):
     for _ in range(SIZE // CHUNK):
         expected.update(block)
     assert digest.hexdigest() == expected.hexdigest()
-    assert memory(pid, "VmHWM") - start < MEMORY_ALLOWANCE
+    assert process_memory(pid, "VmHWM") - start < MEMORY_ALLOWANCE
 
 
 def test_1gib_upload_over_h2_in_bounded_memory(transfer_server):
@@ -70,4 +63,4 @@ def test_1gib_upload_over_h2_in_bounded_memory(transfer_server):
                            headers={"content-length": str(SIZE)})
     assert response.http_version == "HTTP/2"
     assert response.text == f"{SIZE} {expected.hexdigest()}"
-    assert memory(pid, "VmHWM") - start < MEMORY_ALLOWANCE
+    assert process_memory(pid, "VmHWM") - start < MEMORY_ALLOWANCE

@@ -1,0 +1,128 @@
+"""An HTTP/2 flooding client, run as its own process by the flood tests so that the attacker
+does not share a GIL with the well-behaved client being measured.
+
+    python flood_client.py PORT KIND SECONDS [--tls CAFILE] [--read] [--reconnect] [--source IP]
+
+It opens a connection (h2c prior knowledge, or TLS with ALPN h2), sends the preface and
+SETTINGS, then the KIND frame over and over as fast as the socket takes it, reading and
+dropping what the server sends when --read is given. With --reconnect it opens a new
+connection whenever the server closes one. At the end it prints one JSON line: connections
+opened, frames sent, and the error codes of the GOAWAY frames it read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_GOAWAY = 0x7
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + struct.pack(">I", stream_id) + payload
+
+
+# A GET on stream 1 without END_STREAM (hpack: :method GET, :path /, :scheme http, indexed;
+# :authority "a", literal), for the floods that need an open stream.
+_OPEN_STREAM_1 = frame(0x1, 0x4, 1, bytes((0x82, 0x84, 0x86, 0x41, 0x01)) + b"a")
+
+FLOODS = {
+    "ping": (b"", frame(0x6, 0, 0, b"12345678")),
+    "settings": (b"", frame(0x4, 0, 0, struct.pack(">HI", 0x4, 65535))),
+    "priority": (b"", frame(0x2, 0, 3, struct.pack(">IB", 0, 16))),
+    "window_update": (b"", frame(0x8, 0, 0, struct.pack(">I", 1))),
+    "empty_data": (_OPEN_STREAM_1, frame(0x0, 0, 1)),
+}
+
+
+def connect(port: int, context: ssl.SSLContext | None, source: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    if context is not None:
+        sock = context.wrap_socket(sock, server_hostname="localhost")
+    sock.sendall(PREFACE + frame(0x4, 0, 0))
+    return sock
+
+
+def drain(sock: socket.socket, goaways: list[int], stop: threading.Event) -> None:
+    """Read and drop everything, noting GOAWAY error codes (frames parsed only to find them)."""
+    buffer = b""
+    while not stop.is_set():
+        try:
+            chunk = sock.recv(65536)
+        except (OSError, ValueError):
+            return
+        if not chunk:
+            return
+        buffer += chunk
+        while len(buffer) >= 9:
+            length = int.from_bytes(buffer[:3], "big")
+            if len(buffer) < 9 + length:
+                break
+            if buffer[3] == _GOAWAY and length >= 8:
+                goaways.append(int.from_bytes(buffer[13:17], "big"))
+            buffer = buffer[9 + length:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("kind", choices=sorted(FLOODS))
+    parser.add_argument("seconds", type=float)
+    parser.add_argument("--tls", metavar="CAFILE")
+    parser.add_argument("--read", action="store_true")
+    parser.add_argument("--reconnect", action="store_true")
+    parser.add_argument("--source", default="127.0.0.1", help="the address to connect from")
+    args = parser.parse_args()
+    # The attacker's own CPU is not what is measured: it gets what the server and the client
+    # being measured leave over, as on a machine of its own.
+    os.nice(19)
+    context = None
+    if args.tls:
+        context = ssl.create_default_context(cafile=args.tls)
+        context.set_alpn_protocols(["h2"])
+    opening, flood = FLOODS[args.kind]
+    blob = flood * (65536 // len(flood))
+    per_blob = 65536 // len(flood)
+    deadline = time.monotonic() + args.seconds
+    connections = frames = 0
+    goaways: list[int] = []
+    while time.monotonic() < deadline:
+        try:
+            sock = connect(args.port, context, args.source)
+        except OSError:
+            if not args.reconnect:
+                break
+            time.sleep(0.01)
+            continue
+        connections += 1
+        stop = threading.Event()
+        reader = None
+        if args.read:
+            reader = threading.Thread(target=drain, args=(sock, goaways, stop), daemon=True)
+            reader.start()
+        try:
+            sock.sendall(opening)
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            while time.monotonic() < deadline:
+                sock.sendall(blob)
+                frames += per_blob
+        except (OSError, ValueError):
+            pass
+        stop.set()
+        if reader is not None:
+            reader.join(1)
+        sock.close()
+        if not args.reconnect:
+            break
+    print(json.dumps({"connections": connections, "frames": frames, "goaways": goaways}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
