@@ -147,3 +147,24 @@ def _key_text(key: Any) -> str:
     if isinstance(key, tuple):
         return f"{ipaddress.IPv6Address(key[1] << 64)}/64"
     return str(key)
+
+
+class StallWatch:
+    """How long a connection's unsent output has not shrunk. A client that stops reading
+    holds the server's buffer, and an app waiting to send, for as long as it likes; nginx's
+    `send_timeout` ends that once no byte has been taken for a while. Progress, not time
+    paused, is what counts, so a slow reader that keeps reading is never cut off."""
+
+    __slots__ = ("size", "since")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.since = 0.0
+
+    def stalled_for(self, buffered: int, now: float) -> float:
+        """Seconds since `buffered` (the transport's write buffer size) last shrank; 0.0 while
+        nothing is buffered."""
+        if buffered < self.size or not self.size:
+            self.since = now
+        self.size = buffered
+        return now - self.since if buffered else 0.0

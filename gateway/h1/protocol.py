@@ -24,7 +24,7 @@ from ..asgi import (
     scope_address,
 )
 from ..config import ConfigError
-from ..guards import Ledger
+from ..guards import Ledger, StallWatch
 from ..logs import access_logger, address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
@@ -43,6 +43,13 @@ except ImportError:  # the `standard` extra is not installed
 from .h11_engine import H11Engine
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# A large read is parsed this much at a time (see `_parse`).
+_FEED_SLICE = 16 * 1024
+# Why the socket is not being read (any of them is enough).
+_BODY = 1  # a request body the app has not read yet
+_HELD = 2  # held bytes past BODY_HIGH_WATER
+_WRITE = 4  # the client is not reading its responses
+_BROKEN = 8  # a bad request: nothing more is read
 
 
 def engine_class(name: str) -> type:
@@ -66,9 +73,8 @@ class H1Protocol(asyncio.Protocol):
         self.switch_to_h2 = h2c.prior_knowledge if h2c is not None else None
         self.sniffed = b""
         self.upgrade: H2CUpgrade | None = None
-        # A WebSocket handshake waiting for the app; bytes after it are kept for the session.
+        # A WebSocket handshake waiting for the app; bytes after it are held for the session.
         self.websocket: H1WebSocket | None = None
-        self.websocket_early = b""
         self.engine_class = engine
         self.tls_info = tls_info
         self.loop = asyncio.get_running_loop()
@@ -77,17 +83,25 @@ class H1Protocol(asyncio.Protocol):
         self.closing = False
         self.broken = False
         self.write_paused = False
-        self.reading_paused = False
+        self.reading_blocked = 0  # _BODY | _HELD | _WRITE | _BROKEN: why the socket is not read
         self._drained = Wakeup()
+        self.stall = StallWatch()
+        # Bytes read while a request is being served and nothing more of it is to be read
+        # (pipelining, or frames after a WebSocket handshake): parsed once it is answered.
+        self.held: list[bytes] = []
+        self.held_size = 0
+        self.next_after_drain = False  # a response is done; the next waits for the client to read
         # The exchange whose response is being written, and whether the connection may be
         # reused after it; `incoming` is the one whose request body is arriving.
         self.current: Exchange | None = None
         self.current_keep_alive = False
+        self.current_since = 0.0  # loop time the current exchange's app was called
         self.incoming: Exchange | None = None
         self.incoming_body_size = 0
         # Requests parsed ahead of their turn (pipelining), or a RequestError to answer in turn.
         self.pipeline: deque[tuple[Exchange, bool] | RequestError] = deque()
         self.idle_since: float | None = None
+        self.head_since: float | None = None  # the first byte of a request head not yet whole
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.scheme = "http"
@@ -118,15 +132,17 @@ class H1Protocol(asyncio.Protocol):
         if state.shutting_down:
             self.shutdown()
 
+    @property
+    def reading_paused(self) -> bool:
+        return bool(self.reading_blocked)
+
     def data_received(self, data: bytes) -> None:
         if self.closing or self.broken:
             return
-        if self.websocket is not None:
-            # Frames sent before the 101 are kept for the session; reading goes on (a client
-            # that leaves is noticed) until they pass a bound.
-            self.websocket_early += data
-            if len(self.websocket_early) > BODY_HIGH_WATER:
-                self._pause_reading()
+        if self.held or self.websocket is not None or self.next_after_drain or (
+            self.current is not None and self.incoming is None
+        ):
+            self._hold(data)
             return
         if self.switch_to_h2 is not None:
             data = self._sniff_preface(data)
@@ -135,13 +151,51 @@ class H1Protocol(asyncio.Protocol):
         if self.upgrade is not None:
             self._continue_upgrade(data)
             return
-        try:
-            self.engine.feed(data)
-        except RequestError as exc:
-            self._request_error(exc)
-            return
+        if self.idle_since is not None:
+            self.idle_since = None
+            self.head_since = self.loop.time()
+        rest = self._parse(data)
         if self.upgrade is not None and self.upgrade.ended:
-            self._continue_upgrade(self.engine.upgrade_tail())
+            self._continue_upgrade(self.engine.upgrade_tail() + rest)
+        elif rest:
+            self.data_received(rest)
+
+    def _parse(self, data: bytes) -> bytes:
+        """Feed the engine a slice at a time, stopping where parsing must wait (a request to
+        answer first, a protocol switch, an error); returns what was not fed. An engine that
+        parses ahead (llhttp) would otherwise queue every request of a large pipelined read."""
+        engine = self.engine
+        size = len(data)
+        if size <= _FEED_SLICE:
+            try:
+                engine.feed(data)
+            except RequestError as exc:
+                self._request_error(exc)
+            return b""
+        for offset in range(0, size, _FEED_SLICE):
+            try:
+                engine.feed(data[offset:offset + _FEED_SLICE])
+            except RequestError as exc:
+                self._request_error(exc)
+                return b""
+            if (self.current is not None and self.incoming is None) or self.upgrade is not None \
+                    or self.websocket is not None or self.closing or self.broken:
+                return data[offset + _FEED_SLICE:]
+        return b""
+
+    def _hold(self, data: bytes) -> None:
+        self.held.append(data)
+        self.held_size += len(data)
+        if self.held_size > BODY_HIGH_WATER:
+            self._block_reading(_HELD)
+
+    def _take_held(self) -> bytes:
+        held = self.held
+        data = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        self.held_size = 0
+        self._unblock_reading(_HELD)
+        return data
 
     def _sniff_preface(self, data: bytes) -> bytes:
         """h2c with prior knowledge (RFC 9113 section 3.3): the HTTP/2 client preface instead
@@ -154,6 +208,7 @@ class H1Protocol(asyncio.Protocol):
         if head.startswith(H2_PREFACE):
             self.state.connections.discard(self)
             self.closing = True
+            self._reading_for_next_protocol()
             switch(self.transport, head, self._give_ledger())  # type: ignore[misc,arg-type]
             return b""
         return head
@@ -168,6 +223,7 @@ class H1Protocol(asyncio.Protocol):
         self.transport.write(H2CUpgrade.SWITCHING)  # type: ignore[union-attr]
         self.state.connections.discard(self)
         self.closing = True
+        self._reading_for_next_protocol()
         self.h2c.upgrade(self.transport, upgrade, rest, self._give_ledger())  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -184,15 +240,23 @@ class H1Protocol(asyncio.Protocol):
             if not isinstance(item, RequestError):
                 item[0].feed_disconnect()
         self.pipeline.clear()
+        self.held.clear()
         self.write_paused = False
         self._drained.wake()
 
     def pause_writing(self) -> None:
+        # A client that does not read its responses is not read from either: what it sends
+        # meanwhile (pipelined requests) waits in its own socket buffer, not in our memory.
         self.write_paused = True
+        self._block_reading(_WRITE)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._unblock_reading(_WRITE)
         self._drained.wake()
+        if self.next_after_drain:
+            self.next_after_drain = False
+            self._next_request()
 
     # -- engine callbacks ---------------------------------------------------------------
 
@@ -218,7 +282,8 @@ class H1Protocol(asyncio.Protocol):
             if self.h2c is not None:
                 self.upgrade = H2CUpgrade.requested(method, target, headers)
                 if self.upgrade is not None:
-                    return
+                    return  # its body too must come within --header-timeout
+        self.head_since = None
         state = self.state
         scope = self._scope(method, target, http_version, headers)
         exchange = Exchange(self, scope, not body_expected, expect_continue, state.log_access)
@@ -229,7 +294,6 @@ class H1Protocol(asyncio.Protocol):
             self._start(exchange, keep_alive)
         else:
             self.pipeline.append((exchange, keep_alive))
-            self._pause_reading()
 
     def on_body(self, data: bytes) -> None:
         if self.upgrade is not None:
@@ -244,8 +308,8 @@ class H1Protocol(asyncio.Protocol):
             if self.incoming_body_size > max_body:
                 raise RequestError(413, f"request body larger than {max_body} bytes")
         exchange.feed_body(data)
-        if exchange.buffered > BODY_HIGH_WATER and not self.reading_paused:
-            self._pause_reading()
+        if exchange.buffered > BODY_HIGH_WATER:
+            self._block_reading(_BODY)
 
     def on_request_end(self) -> None:
         if self.upgrade is not None:
@@ -270,6 +334,7 @@ class H1Protocol(asyncio.Protocol):
             request = read_request(method, headers, http2=False)
         except HandshakeError as exc:
             raise RequestError(400, str(exc), [VERSION_FIELD]) from None
+        self.head_since = None
         state = self.state
         scope = self._scope(method, target, http_version, headers)
         exchange = Exchange(self, scope, True, False, state.log_access)
@@ -294,7 +359,10 @@ class H1Protocol(asyncio.Protocol):
         self.closing = True
         self.current = None
         self.state.connections.discard(self)
-        return self.engine.upgrade_tail() + self.websocket_early, self._give_ledger()
+        tail = self.engine.upgrade_tail()
+        if self.held:
+            tail += self._take_held()
+        return tail, self._give_ledger()
 
     def _give_ledger(self) -> Ledger:
         ledger, self.ledger = self.ledger, None
@@ -348,8 +416,7 @@ class H1Protocol(asyncio.Protocol):
             self.transport.write(self.engine.informational(100, []))  # type: ignore[union-attr]
 
     def body_consumed(self, exchange: Exchange, nbytes: int) -> None:
-        if self.reading_paused and not self.pipeline:
-            self._resume_reading()
+        self._unblock_reading(_BODY)
 
     def abort(self, exchange: Exchange) -> None:
         exchange.feed_disconnect()
@@ -364,8 +431,25 @@ class H1Protocol(asyncio.Protocol):
             self._close()
 
     def check_timeouts(self, now: float) -> None:
-        if self.idle_since is not None and now - self.idle_since > self.state.keep_alive_timeout:
-            self._close()
+        state = self.state
+        transport = self.transport
+        if transport is not None and self.stall.stalled_for(
+            transport.get_write_buffer_size(), now
+        ) > state.config.send_timeout > 0:
+            error_logger.debug("dropping %s: it read nothing for --send-timeout", address_text(self.client))
+            self.force_close()
+            return
+        if self.closing:
+            return
+        if self.idle_since is not None:
+            if now - self.idle_since > state.keep_alive_timeout:
+                self._close()
+        elif self.head_since is not None:
+            if now - self.head_since > state.header_timeout and self.current is None:
+                self._send_error(RequestError(408, "request head not complete within --header-timeout"))
+        elif self.current is not None and self.websocket is None:
+            self.current.check_timeouts(now, self.current_since, state.body_timeout,
+                                        state.response_timeout)
 
     def force_close(self) -> None:
         if self.transport is not None:
@@ -375,12 +459,23 @@ class H1Protocol(asyncio.Protocol):
     def _start(self, exchange: Exchange, keep_alive: bool) -> None:
         self.current = exchange
         self.current_keep_alive = keep_alive
-        self.state.start_app(exchange.run(self.state.app))
+        self.current_since = self.loop.time()
+        exchange.task = self.state.start_app(exchange.run(self.state.app))
 
     def _response_done(self) -> None:
         self.current = None
         if not self.current_keep_alive or self.state.shutting_down:
             self._close()
+            return
+        if self.write_paused:
+            # The client has not read this response yet: the next one waits, so that a client
+            # pipelining without reading fills its own buffers and not our memory.
+            self.next_after_drain = True
+            return
+        self._next_request()
+
+    def _next_request(self) -> None:
+        if self.closing:
             return
         try:
             self.engine.next_cycle()
@@ -395,8 +490,8 @@ class H1Protocol(asyncio.Protocol):
             self._start(*item)
         if self.current is None:
             self.idle_since = self.loop.time()
-        if self.reading_paused and not self.pipeline:
-            self._resume_reading()
+            if self.held:
+                self.data_received(self._take_held())
 
     def _request_error(self, exc: RequestError) -> None:
         error_logger.debug("invalid request from %s: %s", address_text(self.client), exc.reason)
@@ -441,16 +536,23 @@ class H1Protocol(asyncio.Protocol):
         """After a bad request nothing more from this client is read; the responses already
         owed are still written, then the connection closes."""
         self.broken = True
-        self._pause_reading()
+        self._block_reading(_BROKEN)
 
-    def _pause_reading(self) -> None:
-        if not self.reading_paused and self.transport is not None:
-            self.reading_paused = True
+    def _block_reading(self, reason: int) -> None:
+        if not self.reading_blocked and self.transport is not None:
             self.transport.pause_reading()
+        self.reading_blocked |= reason
 
-    def _resume_reading(self) -> None:
-        if self.reading_paused and self.transport is not None and not self.closing:
-            self.reading_paused = False
+    def _unblock_reading(self, reason: int) -> None:
+        if self.reading_blocked & reason:
+            self.reading_blocked &= ~reason
+            if not self.reading_blocked and self.transport is not None:
+                self.transport.resume_reading()
+
+    def _reading_for_next_protocol(self) -> None:
+        """The protocol taking the transport over expects it to be read."""
+        if self.reading_blocked and self.transport is not None:
+            self.reading_blocked = 0
             self.transport.resume_reading()
 
     def _close(self) -> None:
