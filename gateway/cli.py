@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
                      help="close idle connections after this long (default: 5)")
     net.add_argument("--send-timeout", type=float, default=30.0, metavar="SECONDS",
-                     help="drop an HTTP/2 client that grants no window for this long (default: 30)")
+                     help="drop a client that takes none of what is sent to it (reads nothing, or "
+                          "grants no HTTP/2 window) for this long; 0: never (default: 30)")
     net.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGINT/SIGTERM, let requests in flight finish for this long "
                           "(default: 30)")

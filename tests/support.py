@@ -9,6 +9,7 @@ import errno
 import functools
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -90,6 +91,22 @@ def read_until_closed(sock: socket.socket) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+def ended_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server ends the connection (EOF or reset) within `seconds`, what is in
+    flight read and dropped."""
+    deadline = time.monotonic() + seconds
+    sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(1 << 20):
+                return True
+        except ConnectionResetError:
+            return True
+        except (TimeoutError, ssl.SSLWantReadError):
+            continue
+    return False
 
 
 def tls_settings(certs, **extra: Any) -> dict[str, Any]:

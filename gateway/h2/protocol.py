@@ -27,7 +27,7 @@ from ..asgi import (
     ResponseFramingError,
     scope_address,
 )
-from ..guards import Ledger
+from ..guards import Ledger, StallWatch
 from ..logs import address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
@@ -42,6 +42,9 @@ _NO_BODY_STATUS = frozenset((204, 304))
 # Connection-level window granted at once for DATA received: stream windows are what bound
 # the memory a client can make us hold, so the connection window never stalls other streams.
 _CONNECTION_ACK_THRESHOLD = 32 * 1024
+# Response data held in h2's output buffer before it is written out without waiting for the end
+# of the loop's turn.
+_FLUSH_AT = 64 * 1024
 # Why reading is paused: a batch's rest waits its turn, or the client is not reading.
 _HELD = 1
 _SOCKET = 2
@@ -69,6 +72,7 @@ class H2Protocol(asyncio.Protocol):
         self.socket_paused = False
         self.reading_blocked = 0  # _HELD | _SOCKET: why the transport is not being read
         self.flush_scheduled = False
+        self.unflushed = 0  # DATA bytes given to h2 since the last write to the socket
         self.connection_unacked = 0
         self.ledger: Ledger | None = None
         self.meter = FrameMeter()
@@ -78,6 +82,7 @@ class H2Protocol(asyncio.Protocol):
         self.idle_since: float | None = None
         self.header_block_since: float | None = None  # a header block arriving in pieces
         self.abort_handle: asyncio.TimerHandle | None = None
+        self.stall = StallWatch()
         self.base_scope: dict[str, Any] = {}
 
     # -- asyncio callbacks --------------------------------------------------------------
@@ -471,6 +476,15 @@ class H2Protocol(asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         state = self.state
+        transport = self.transport
+        if transport is not None and self.stall.stalled_for(
+            transport.get_write_buffer_size(), now
+        ) > state.config.send_timeout > 0:
+            error_logger.debug("dropping %s: it read nothing for --send-timeout", _client_text(self))
+            self.force_close()
+            return
+        if self.closing:
+            return
         if self.idle_since is not None and now - self.idle_since > state.keep_alive_timeout:
             self.shutdown()
             return
@@ -480,10 +494,11 @@ class H2Protocol(asyncio.Protocol):
             self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, "header block not complete within --header-timeout")
             return
         # A peer that keeps a window shut holds an app and its data: zero-window stalls end
-        # the connection after --send-timeout.
-        stalled_before = now - state.config.send_timeout
+        # the connection after --send-timeout (0: never).
+        send_timeout = state.config.send_timeout
+        stalled_before = now - send_timeout
         for stream in list(self.streams.values()):
-            if stream.stalled_since is not None and stream.stalled_since < stalled_before:
+            if send_timeout and stream.stalled_since is not None and stream.stalled_since < stalled_before:
                 self.refuse(ErrorCodes.FLOW_CONTROL_ERROR, "no flow-control window granted in time")
                 return
             if stream.session is None:
@@ -537,12 +552,14 @@ class H2Protocol(asyncio.Protocol):
                     stream.pending_size -= len(chunk)
                     end = stream.pending_end and not pending
                     conn.send_data(stream_id, chunk, end_stream=end)
+                    self.unflushed += len(chunk)
                     if end:
                         self._response_sent(stream_id, stream)
                         return
                 else:
                     view = memoryview(chunk)
                     conn.send_data(stream_id, view[:size])
+                    self.unflushed += size
                     pending[0] = view[size:]
                     stream.pending_size -= size
             if stream.pending_end:
@@ -595,13 +612,18 @@ class H2Protocol(asyncio.Protocol):
 
     def flush_soon(self) -> None:
         """Responses finished in one turn of the loop leave in one write: with many streams
-        that is one system call instead of one per response."""
-        if not self.flush_scheduled:
+        that is one system call instead of one per response. Past `_FLUSH_AT` bytes they leave
+        at once, so that a full socket pauses the senders (an app sending in a loop never
+        yields to the loop otherwise, and h2's buffer would take all it sends)."""
+        if self.unflushed >= _FLUSH_AT:
+            self._flush()
+        elif not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self.flush_scheduled = False
+        self.unflushed = 0
         data = self.conn.data_to_send()
         if data and self.transport is not None and not self.closing:
             self.transport.write(data)
@@ -618,15 +640,14 @@ class H2Protocol(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def _close(self, grace: float | None = None) -> None:
-        """Close once what is buffered has gone: after `grace` seconds (a connection error,
-        whose GOAWAY need not be waited for long), or --send-timeout (a client that does not
-        read, as for a shut flow-control window), the connection is dropped."""
+        """Close once what is buffered has gone; after a connection error, whose GOAWAY need
+        not be waited for long, drop the connection after `grace` seconds anyway. (A client
+        that reads nothing at all is dropped after --send-timeout, see `check_timeouts`.)"""
         if not self.closing and self.transport is not None:
             self.closing = True
             self.transport.close()
-            timeout = self.state.config.send_timeout if grace is None else grace
-            if timeout:
-                self.abort_handle = self.loop.call_later(timeout, self.transport.abort)
+            if grace is not None:
+                self.abort_handle = self.loop.call_later(grace, self.transport.abort)
 
 
 def _client_text(protocol: H2Protocol) -> str:

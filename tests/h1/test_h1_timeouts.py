@@ -14,7 +14,7 @@ import time
 
 import pytest
 from h1_client import RawClient, request
-from support import other_client, read_body, tls_settings, wait_until
+from support import ended_within, other_client, read_body, tls_settings, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -138,6 +138,23 @@ def test_without_a_response_timeout_a_slow_app_is_waited_for(serve, http):
     with serve(app, http=http) as server, RawClient(server.port) as client:
         client.send(request("GET", "/"))
         assert client.read_response().body == b"late"
+
+
+def test_a_client_that_reads_nothing_is_dropped_after_the_send_timeout(serve, http):
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            while True:
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+
+    with serve(app, http=http, send_timeout=1) as server, RawClient(server.port) as client:
+        client.send(request("GET", "/"))
+        time.sleep(3.5)  # reading nothing: the server fills the socket and its buffer, and waits
+        assert ended_within(client.sock, 3)
+    with serve(app, http=http, send_timeout=0) as server, RawClient(server.port) as client:
+        client.send(request("GET", "/"))
+        time.sleep(3.5)
+        assert not ended_within(client.sock, 1)  # 0: never dropped
 
 
 def assert_served(server) -> None:

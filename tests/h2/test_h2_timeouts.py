@@ -11,8 +11,9 @@ import time
 import hpack
 import pytest
 from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
 from h2_client import DATA, GOAWAY, HEADERS, RST_STREAM, client_tls_context, h2_connection, raw_frame, respond
-from support import read_body, tls_settings
+from support import ended_within, read_body, tls_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -114,3 +115,28 @@ def test_another_connection_is_not_held_to_a_full_connection_budget(serve):
         assert hog.response(refused).reset == ErrorCodes.REFUSED_STREAM
         with h2_connection(server.port) as other:
             assert other.response(other.request("/", body=b"ok")).data == b"2"
+
+
+def test_a_client_that_reads_nothing_is_dropped_after_the_send_timeout(serve):
+    """Its windows are open, so flow control does not hold the app back; the socket does."""
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            while True:
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+
+    settings = {SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
+    with serve(app, send_timeout=1) as server, \
+            h2_connection(server.port, settings=settings) as client:
+        client.open_connection_window()
+        client.request("/")
+        time.sleep(3.5)  # reading nothing: the server fills the socket and its buffer, and waits
+        assert ended_within(client.sock, 3)
+    with serve(app, send_timeout=0) as server, \
+            h2_connection(server.port, settings=settings) as client:
+        client.open_connection_window()
+        client.request("/")
+        time.sleep(3.5)
+        assert not ended_within(client.sock, 1)  # 0: never dropped
+
