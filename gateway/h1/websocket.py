@@ -112,6 +112,8 @@ class H1WebSocket(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self._drained.wake()
+        if self.session is not None:
+            self.session.writable()
 
     # -- the server's connection management ------------------------------------------------
 

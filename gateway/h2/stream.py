@@ -40,8 +40,11 @@ class Stream:
 
 
 def wake(stream: Stream) -> None:
+    """What the stream had pending has gone (or the stream has): its sender may go on."""
     waiter = stream.waiter
     if waiter is not None:
         stream.waiter = None
         if not waiter.done():
             waiter.set_result(None)
+    if stream.websocket is not None:
+        stream.websocket.writable()

@@ -24,15 +24,12 @@ if TYPE_CHECKING:
 class H2WebSocket:
     """The session's carrier on one stream."""
 
-    # As for responses: a stream may be out of window when the socket is not, so `drain` is
-    # always asked and returns at once when nothing holds the sender back.
-    write_paused = True
-
     def __init__(self, protocol: H2Protocol, stream_id: int, stream: Stream) -> None:
         self.protocol = protocol
         self.stream_id = stream_id
         self.stream = stream
         self.reading_paused = False
+        self.closing = False  # the session is over: nothing more is read
         self.unacked = 0  # DATA received while reading is paused, not yet granted back
         # DATA before the 200, kept for the session as HTTP/1.1 keeps bytes before the 101;
         # its window is granted only once it is read, which bounds it.
@@ -54,6 +51,19 @@ class H2WebSocket:
                 self.protocol.body_consumed(session.exchange, self.unacked)
                 self.unacked = 0
 
+    @property
+    def write_paused(self) -> bool:
+        """What is sent now waits: the stream is out of window, or the socket's buffer is full."""
+        return bool(self.stream.pending) or self.protocol.socket_paused
+
+    def writable(self) -> None:
+        """Called by `wake`: what the stream had pending has gone (or the stream has). The
+        session may write (a pong it owes), so it is told on the next turn of the loop, not
+        from inside the protocol's walk over its streams."""
+        session = self.stream.session
+        if session is not None:
+            self.protocol.loop.call_soon(session.writable)
+
     def send_frames(self, session: WebSocketSession, data: bytes) -> None:
         self.protocol.write_body(session.exchange, data, True)
 
@@ -64,6 +74,8 @@ class H2WebSocket:
         self.reading_paused = True
 
     def resume_reading(self, session: WebSocketSession) -> None:
+        if self.closing:
+            return
         self.reading_paused = False
         if self.unacked:
             self.protocol.body_consumed(session.exchange, self.unacked)
@@ -71,11 +83,14 @@ class H2WebSocket:
 
     def abort(self, session: WebSocketSession) -> None:
         """A peer that does not answer: the stream is reset, what it has not read dropped."""
+        self.closing = True
         self.protocol.abort(session.exchange, ErrorCodes.CANCEL)
 
     def close(self, session: WebSocketSession) -> None:
         """END_STREAM after whatever is still waiting for window (the close frame); before
-        any response head (the client left during the handshake), a reset instead."""
+        any response head (the client left during the handshake), a reset instead. No more
+        window is granted: what the client still sends would only be discarded."""
+        self.closing = True
         if session.exchange.state is START or session.exchange.state is HEAD_PENDING:
             self.protocol.abort(session.exchange, ErrorCodes.CANCEL)
             return
@@ -89,7 +104,7 @@ class H2WebSocket:
             self.early.append(data)
             self.unacked += len(data)
             return
-        if self.reading_paused:
+        if self.reading_paused or self.closing:
             self.unacked += len(data)
         else:
             self.protocol.body_consumed(session.exchange, len(data))

@@ -24,6 +24,7 @@ from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_n
 from ..loading import ASGIApp, Message
 from ..logs import error_logger
 from ..wakeup import Wakeup
+from .flow import INBOX, Flow
 from .frames import FrameConnection
 from .handshake import WebSocketRequest, negotiate_deflate
 
@@ -38,9 +39,10 @@ _DENIED_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
 class WebSocketCarrier(Protocol):
-    """What a session needs from the connection or stream under it."""
+    """What a session needs from the connection or stream under it. The carrier calls the
+    session's `writable` when `write_paused` has turned false."""
 
-    write_paused: bool
+    write_paused: bool  # what is sent now waits: the peer is not reading (or has no window)
 
     def accept(self, session: WebSocketSession, headers: list[tuple[bytes, bytes]]) -> None:
         """Complete the handshake (101 on HTTP/1.1, 200 on HTTP/2) with these fields."""
@@ -110,7 +112,7 @@ class WebSocketSession:
         self.connect_delivered = False
         self.inbox: deque[tuple[Message, int]] = deque()  # messages and their sizes in bytes
         self.inbox_bytes = 0
-        self.reading_paused = False
+        self.flow = Flow(self, carrier)
         self.parts: list[Any] = []
         self.part_size = 0
         self.close_code = CloseReason.NO_STATUS_RCVD.value
@@ -133,8 +135,7 @@ class WebSocketSession:
             if kind is TextMessage or kind is BytesMessage:
                 self._on_message_part(event)
             elif kind is Ping:
-                if connection.state is ConnectionState.OPEN:  # after our close, pings go unanswered
-                    self._write(connection.send(event.response()))
+                self._on_ping(connection, event.payload)
             elif kind is Pong:
                 self._on_pong()
             elif kind is CloseConnection:
@@ -181,10 +182,18 @@ class WebSocketSession:
         self.inbox.append((message, self.part_size))
         self.inbox_bytes += self.part_size
         self.part_size = 0
-        if self.inbox_bytes > _INBOX_HIGH_WATER and not self.reading_paused:
-            self.reading_paused = True
-            self.carrier.pause_reading(self)
+        if self.inbox_bytes > _INBOX_HIGH_WATER:
+            self.flow.hold(INBOX)
         self._arrived.wake()
+
+    def _on_ping(self, connection: Connection, payload: bytes) -> None:
+        if connection.state is ConnectionState.OPEN:  # after our close, pings go unanswered
+            self.flow.answer_ping(connection, payload)
+
+    def writable(self) -> None:
+        """Called by the carrier when `write_paused` turns false."""
+        if self.state is not CLOSED:
+            self.flow.writable(self.connection)
 
     def _on_close(self, event: CloseConnection) -> None:
         connection = self.connection
@@ -230,9 +239,8 @@ class WebSocketSession:
             if self.inbox:
                 message, size = self.inbox.popleft()
                 self.inbox_bytes -= size
-                if self.reading_paused and self.inbox_bytes <= _INBOX_HIGH_WATER // 2:
-                    self.reading_paused = False
-                    self.carrier.resume_reading(self)
+                if self.flow.held and self.inbox_bytes <= _INBOX_HIGH_WATER // 2:
+                    self.flow.release(INBOX)
                 return message
             if self.state is CLOSED:
                 return {"type": "websocket.disconnect", "code": self.close_code,
@@ -410,9 +418,7 @@ class WebSocketSession:
             self.app_done = True
             self.inbox.clear()
             self.inbox_bytes = 0
-            if self.reading_paused:
-                self.reading_paused = False
-                self.carrier.resume_reading(self)
+            self.flow.release(INBOX)
 
     def _app_failed(self, exc: BaseException) -> None:
         if self.state is CONNECTING or self.state is DENYING:
