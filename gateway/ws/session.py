@@ -165,7 +165,8 @@ class WebSocketSession:
             self._fail(CloseReason.MESSAGE_TOO_BIG, "message larger than --ws-max-size")
             return
         if not event.message_finished:
-            self.parts.append(data)
+            if data:  # empty fragments, sent without end, would grow the list and not the size
+                self.parts.append(data)
             return
         if self.app_done:
             self.parts = []
