@@ -106,6 +106,14 @@ class AddressGuard:
     def release(self, ledger: Ledger) -> None:
         ledger.live -= 1
 
+    def charge(self, ledger: Ledger, cost: int, now: float, what: str) -> bool:
+        """`ledger.charge`, and once the budget is overdrawn an offence: False means the caller
+        ends the connection (or the WebSocket) for abuse."""
+        if ledger.charge(cost, now):
+            return True
+        self.offence(ledger, now, what)
+        return False
+
     def offence(self, ledger: Ledger, now: float, what: str) -> None:
         """A connection on `ledger` was cut for abuse: its address is refused for a while."""
         if ledger.key is None or ledger.blocked_until > now:

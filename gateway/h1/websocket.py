@@ -15,7 +15,7 @@ from ..guards import Ledger
 from ..state import ServerState
 from ..wakeup import Wakeup
 from ..ws.handshake import accept_value
-from ..ws.session import WebSocketSession
+from ..ws.session import PING_FLOOD, WebSocketSession
 
 if TYPE_CHECKING:
     from .protocol import H1Protocol
@@ -76,6 +76,11 @@ class H1WebSocket(asyncio.Protocol):
     def resume_reading(self, session: WebSocketSession) -> None:
         if not self.closing:
             self.transport.resume_reading()
+
+    def charge(self, session: WebSocketSession, frames: int) -> bool:
+        if self.ledger is None:
+            return True  # the connection is gone
+        return self.state.guard.charge(self.ledger, frames, self.h1.loop.time(), PING_FLOOD)
 
     def close(self, session: WebSocketSession) -> None:
         if not self.closing:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from h2.errors import ErrorCodes
 
 from ..asgi import HEAD_PENDING, START
-from ..ws.session import WebSocketSession
+from ..ws.session import PING_FLOOD, WebSocketSession
 from .fields import response_fields
 from .stream import Stream, wake
 
@@ -80,6 +80,14 @@ class H2WebSocket:
         if self.unacked:
             self.protocol.body_consumed(session.exchange, self.unacked)
             self.unacked = 0
+
+    def charge(self, session: WebSocketSession, frames: int) -> bool:
+        protocol = self.protocol
+        if protocol.ledger is None:
+            return True  # the connection is gone
+        # Each is answered in a DATA frame, which earns back the WINDOW_UPDATE owed for it
+        # (`Ledger.earn`): charged once more, a ping costs what it costs over HTTP/1.1.
+        return protocol.state.guard.charge(protocol.ledger, frames + 1, protocol.loop.time(), PING_FLOOD)
 
     def abort(self, session: WebSocketSession) -> None:
         """A peer that does not answer: the stream is reset, what it has not read dropped."""

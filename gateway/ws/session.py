@@ -36,6 +36,8 @@ _INBOX_HIGH_WATER = 1024 * 1024
 _SENDABLE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 _DENIED_BODY = b"WebSocket connection denied"
 _DENIED_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+# Why a client was closed with 1008 and its address blocked (logged by both carriers' guard).
+PING_FLOOD = "WebSocket pings past --control-frame-budget"
 
 
 class WebSocketCarrier(Protocol):
@@ -54,6 +56,10 @@ class WebSocketCarrier(Protocol):
     def pause_reading(self, session: WebSocketSession) -> None: ...
 
     def resume_reading(self, session: WebSocketSession) -> None: ...
+
+    def charge(self, session: WebSocketSession, frames: int) -> bool:
+        """Charge frames that cost the server work but carry no message to the client's budget
+        (`guards.Ledger`); False once it is overdrawn, the client's address then blocked."""
 
     def close(self, session: WebSocketSession) -> None:
         """The WebSocket is over: end the connection (HTTP/1.1) or the stream (HTTP/2) once
@@ -188,6 +194,11 @@ class WebSocketSession:
         self._arrived.wake()
 
     def _on_ping(self, connection: Connection, payload: bytes) -> None:
+        # A peer that reads its pongs could otherwise have one written per ping forever.
+        if not self.carrier.charge(self, 1):
+            error_logger.debug("closing WebSocket %s: %s", self._what(), PING_FLOOD)
+            self._fail(CloseReason.POLICY_VIOLATION, "too many pings")
+            return
         if connection.state is ConnectionState.OPEN:  # after our close, pings go unanswered
             self.flow.answer_ping(connection, payload)
 
