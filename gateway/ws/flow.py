@@ -11,12 +11,13 @@ timeout like any peer that stops reading. Reading resumes only when neither hold
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import Pong
 
 if TYPE_CHECKING:
+    from .frames import FrameConnection
     from .session import WebSocketCarrier, WebSocketSession
 
 INBOX = 1  # the app has not read what came
@@ -45,7 +46,7 @@ class Flow:
             if not self.held:
                 self.carrier.resume_reading(self.session)
 
-    def answer_ping(self, connection: Any, payload: bytes) -> None:
+    def answer_ping(self, connection: Connection | FrameConnection, payload: bytes) -> None:
         """Send the pong now, or owe it (and stop reading) while the carrier cannot write."""
         if self.carrier.write_paused:
             self.owed_pong = payload
@@ -53,7 +54,7 @@ class Flow:
         else:
             self.carrier.send_frames(self.session, connection.send(Pong(payload=payload)))
 
-    def writable(self, connection: Any) -> None:
+    def writable(self, connection: Connection | FrameConnection | None) -> None:
         """The carrier can write again: the owed pong goes (not after our close), and reading
         resumes unless the pong filled the carrier again."""
         if not self.held & OUTPUT:

@@ -36,7 +36,7 @@ _INBOX_HIGH_WATER = 1024 * 1024
 _SENDABLE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 _DENIED_BODY = b"WebSocket connection denied"
 _DENIED_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
-# Why a client was closed with 1008 and its address blocked (logged by both carriers' guard).
+# Why a client was closed with 1008 (policy violation) and its address blocked, as logged.
 PING_FLOOD = "WebSocket pings past --control-frame-budget"
 
 
