@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..guards import Ledger
+from ..guards import Ledger, StallWatch
+from ..logs import error_logger
 from ..state import ServerState
 from ..wakeup import Wakeup
 from ..ws.handshake import accept_value
@@ -35,6 +36,7 @@ class H1WebSocket(asyncio.Protocol):
         self.ledger: Ledger | None = None  # the client's, from the HTTP/1.1 connection on accept
         self.write_paused = False
         self.closing = False
+        self.stall = StallWatch()
         self._drained = Wakeup()
 
     # -- the session's carrier calls -----------------------------------------------------
@@ -127,7 +129,13 @@ class H1WebSocket(asyncio.Protocol):
             self.session.shutdown()
 
     def check_timeouts(self, now: float) -> None:
-        """An open WebSocket is never idle: pings (--ws-ping-interval) find dead peers."""
+        """An open WebSocket is never idle: pings (--ws-ping-interval) find dead peers. One
+        that reads nothing of what waits for it is dropped after --send-timeout even without
+        pings, as any HTTP/1.1 client is."""
+        if self.stall.stalled_for(self.transport.get_write_buffer_size(), now) \
+                > self.state.config.send_timeout > 0 and not self.closing:
+            error_logger.debug("dropping a WebSocket client: it read nothing for --send-timeout")
+            self.force_close()
 
     def force_close(self) -> None:
         self.closing = True

@@ -95,6 +95,15 @@ def test_a_ping_flood_from_a_client_that_never_reads_is_bounded_and_dropped(gate
     assert "Traceback" not in output
 
 
+def test_without_pings_a_flooder_that_never_reads_is_dropped_after_the_send_timeout(serve):
+    with serve(echo_app, ws_ping_interval=0, send_timeout=1,
+               control_frame_budget=100_000_000) as server:
+        flood = h1_ping_flood(server.port, 5)
+        # The stall is seen on the server's once-a-second check.
+        assert flood.dropped_after is not None and flood.dropped_after < 3.5, flood
+        echo_from_another_address(server.port)
+
+
 # -- a flood from a client that reads its pongs ---------------------------------------------------
 
 
