@@ -86,7 +86,8 @@ class H2WebSocket:
         if protocol.ledger is None:
             return True  # the connection is gone
         # Each is answered in a DATA frame, which earns back the WINDOW_UPDATE owed for it
-        # (`Ledger.earn`): charged once more, a ping costs what it costs over HTTP/1.1.
+        # (`Ledger.earn`): charged once more, a ping costs at least what it costs over
+        # HTTP/1.1, even from a client that grants a huge window and sends no WINDOW_UPDATE.
         return protocol.state.guard.charge(protocol.ledger, frames + 1, protocol.loop.time(), PING_FLOOD)
 
     def abort(self, session: WebSocketSession) -> None:
