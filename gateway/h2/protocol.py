@@ -31,6 +31,7 @@ from ..guards import Ledger, StallWatch
 from ..logs import address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
+from .drain import Drains
 from .errors import precise_error_code
 from .fields import header_list_size, malformed_request, plain_fields, response_fields
 from .frame_meter import FrameMeter
@@ -67,6 +68,7 @@ class H2Protocol(asyncio.Protocol):
         self.conn = server_connection(state.config)
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Stream] = {}
+        self.drains = Drains()
         self.closing = False
         self.goaway_sent = False
         self.socket_paused = False
@@ -224,7 +226,9 @@ class H2Protocol(asyncio.Protocol):
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         config = self.state.config
-        if self.goaway_sent or len(self.streams) >= config.h2_max_concurrent_streams:
+        # Streams still receiving a body after their response count too (RFC 9113 5.1.2).
+        busy = len(self.streams) + len(self.drains)
+        if self.goaway_sent or busy >= config.h2_max_concurrent_streams:
             self._reset_for_client(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
         problem = malformed_request(event.headers)
@@ -271,6 +275,7 @@ class H2Protocol(asyncio.Protocol):
             self.connection_unacked = 0
         stream = self.streams.get(event.stream_id)
         if stream is None:
+            self.drains.received(self.conn, event.stream_id)
             return
         data = event.data
         padding = flow - len(data)
@@ -288,8 +293,11 @@ class H2Protocol(asyncio.Protocol):
                 stream.session.feed_disconnect()  # RFC 8441 section 5: END_STREAM is a FIN
             else:
                 stream.exchange.feed_end()
+        else:
+            self.drains.ended(event.stream_id)
 
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
+        self.drains.ended(event.stream_id)
         self._drop_stream(event.stream_id)
         # Rapid reset (CVE-2023-44487): streams opened only to be reset cost an app call each.
         if not self.ledger.stream_reset(self.loop.time()):  # type: ignore[union-attr]
@@ -468,6 +476,8 @@ class H2Protocol(asyncio.Protocol):
             goaway = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id)
             if self.transport is not None:
                 self.transport.write(goaway.serialize())
+        self.drains.stop_all(self.conn)
+        self._flush()
         for stream in list(self.streams.values()):
             if stream.session is not None:
                 stream.session.shutdown()  # 1001 to open WebSockets
@@ -493,6 +503,8 @@ class H2Protocol(asyncio.Protocol):
             # 6.10): one trickled in blocks the connection.
             self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, "header block not complete within --header-timeout")
             return
+        if self.drains.expire(self.conn, now):
+            self._flush()
         # A peer that keeps a window shut holds an app and its data: zero-window stalls end
         # the connection after --send-timeout (0: never).
         send_timeout = state.config.send_timeout
@@ -573,11 +585,8 @@ class H2Protocol(asyncio.Protocol):
 
     def _response_sent(self, stream_id: int, stream: Stream) -> None:
         if not stream.exchange.body_complete:
-            # RFC 9113 section 8.1: the response is complete, the rest of the body is not needed.
-            try:
-                self.conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-            except h2.exceptions.StreamClosedError:
-                pass
+            # The rest of the body is not needed, but its frames are still checked (drain.py).
+            self.drains.start(self.conn, stream_id, self.loop.time() + self.state.body_timeout)
             stream.exchange.feed_end()
         self._forget(stream_id)
 
