@@ -70,6 +70,19 @@ def malformed_request(fields: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def malformed_trailers(fields: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """Why a request's trailers are malformed (RFC 9113 section 8.1: no pseudo-header fields;
+    the field rules of section 8.2), or None when they are fine."""
+    for name, value in fields:
+        if name[:1] == b":":
+            return f"pseudo-header {name!r} in trailers"
+        if _NAME.fullmatch(name) is None or name in _CONNECTION_SPECIFIC:
+            return f"invalid or connection-specific field name {name!r} in trailers"
+        if value and _BAD_VALUE.search(value) is not None:
+            return f"invalid value for {name!r} in trailers"
+    return None
+
+
 def response_fields(status: int, headers: Iterable[Any], server: bool,
                     date: bytes) -> tuple[Fields, int | None]:
     """The response head as h2 fields, and the Content-Length the app declared (or None).

@@ -33,7 +33,13 @@ from ..state import ServerState
 from ..tls.scope import TLSInfo
 from .drain import Drains
 from .errors import precise_error_code
-from .fields import header_list_size, malformed_request, plain_fields, response_fields
+from .fields import (
+    header_list_size,
+    malformed_request,
+    malformed_trailers,
+    plain_fields,
+    response_fields,
+)
 from .frame_meter import FrameMeter
 from .requests import open_stream, pushed_request
 from .settings import refuse_excess_streams_alone, server_connection
@@ -295,6 +301,19 @@ class H2Protocol(asyncio.Protocol):
                 stream.exchange.feed_end()
         else:
             self.drains.ended(event.stream_id)
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        problem = malformed_trailers(event.headers)
+        if problem is None:
+            return
+        # RFC 9113 section 8.1.1: a stream error, when the stream is not closed already.
+        error_logger.debug("malformed HTTP/2 trailers from %s: %s", _client_text(self), problem)
+        self.drains.ended(event.stream_id)
+        self._drop_stream(event.stream_id)
+        try:
+            self._reset_for_client(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+        except h2.exceptions.StreamClosedError:
+            pass
 
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
         self.drains.ended(event.stream_id)
@@ -667,6 +686,7 @@ _HANDLERS: dict[type, Any] = {
     h2.events.RequestReceived: H2Protocol._on_request,
     h2.events.DataReceived: H2Protocol._on_data,
     h2.events.StreamEnded: H2Protocol._on_stream_ended,
+    h2.events.TrailersReceived: H2Protocol._on_trailers,
     h2.events.StreamReset: H2Protocol._on_stream_reset,
     h2.events.WindowUpdated: H2Protocol._on_window_updated,
     h2.events.RemoteSettingsChanged: H2Protocol._on_settings_changed,

@@ -14,6 +14,7 @@ import pytest
 from h2.errors import ErrorCodes
 from h2_client import (
     DATA,
+    HEADERS,
     PING,
     RST_STREAM,
     WINDOW_UPDATE,
@@ -23,6 +24,7 @@ from h2_client import (
     raw_frame,
     respond,
 )
+from support import read_body, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -91,6 +93,35 @@ def test_pseudo_header_in_trailers_after_the_response(server):
         stream_id = answered_early(client)
         client.send_raw(client.raw_headers(stream_id, [(b":method", b"POST")], end_stream=False))
         assert_judged(client, stream_id, P)
+
+
+@pytest.mark.parametrize("trailers", [
+    [(b":path", b"/")],
+    [(b"connection", b"close")],
+    [(b"X-Upper", b"1")],
+    [(b"x-bad", b"a\r\nb")],
+], ids=["pseudo-header", "connection-specific", "uppercase", "newline"])
+def test_malformed_trailers_ending_a_stream(serve, trailers):
+    """RFC 9113 sections 8.1 and 8.2 for trailers that do end the stream: h2 leaves their fields
+    to gateway, which refuses them like a request's own (the app sees a disconnect)."""
+    seen = []
+
+    async def reading_app(scope, receive, send):
+        if scope["type"] == "http":
+            try:
+                seen.append(await read_body(receive))
+            except ConnectionError:
+                seen.append("disconnect")
+                return
+            await respond(send, 200, b"read")
+
+    with serve(reading_app) as running, h2_connection(running.port) as client:
+        client.wait_ready()
+        stream_id = client.request("/", method="POST", body=b"test", end=False)
+        client.send_raw(client.raw_headers(stream_id, trailers, end_stream=True))
+        assert_judged(client, stream_id, P)
+        assert client.frames_of(HEADERS, stream_id) == []
+        assert wait_until(lambda: seen == ["disconnect"]), seen
 
 
 def test_data_beyond_content_length_after_the_response(server):
