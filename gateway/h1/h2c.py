@@ -7,6 +7,7 @@ HTTP/1.1 never imports HTTP/2; the server gives it an `H2CSwitch` with the two h
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,11 +15,45 @@ from ..fields import header_tokens
 from ..guards import Ledger
 from .engine import Headers
 
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
+# How much of an unfinished first line is held to tell; a longer one is left to HTTP/1.1 (and
+# its --max-head-size). Small, since the line is searched again as each piece comes.
+_LINE_HOLD = 8192
+# No start line holds these (CR aside, which may come just before its LF).
+_CONTROLS = re.compile(rb"[\x00-\x08\x0a-\x0c\x0e-\x1f\x7f]")
+
 # Request fields that belong to the HTTP/1.1 hop and are not carried onto stream 1.
 _HOP_FIELDS = frozenset(
     (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection",
      b"transfer-encoding", b"host", b"te")
 )
+
+
+def speaks_http2(head: bytes | bytearray) -> bool | None:
+    """Whether the first bytes on a plain listener are HTTP/2 with prior knowledge (True) or
+    HTTP/1.1 (False); None while they cannot tell yet.
+
+    HTTP/2 begins with the connection preface, and an invalid preface is an HTTP/2 connection
+    error (RFC 9113 section 3.4), not a request HTTP/1.1 should answer with 400. HTTP/1.1
+    owns a first line that looks like its request line (RFC 9112 section 2.2): a method, a
+    target, an HTTP-version (or HTTP/0.9's method and target only, which it refuses itself). A
+    first line starting with the PRI method, which RFC 9113 section 11.6 reserves for the
+    preface, or made of three or more words of which the last is no HTTP-version, is a broken
+    preface. Bytes no start line holds (a TLS ClientHello) are HTTP/1.1's to refuse at once;
+    others are held until their line ends (up to 8 KiB, past which HTTP/1.1's limits decide)."""
+    if len(head) < len(PREFACE) and PREFACE.startswith(head):
+        return None
+    if head.startswith(PREFACE):
+        return True
+    end = head.find(b"\n")
+    if end < 0:
+        return None if len(head) < _LINE_HOLD and _CONTROLS.search(head) is None else False
+    line = head[:end].rstrip(b"\r")
+    if line.startswith(b"PRI "):
+        return True
+    words = line.split(b" ")
+    return len(words) >= 3 and _HTTP_VERSION.fullmatch(words[-1]) is None
 
 
 class H2CUpgrade:

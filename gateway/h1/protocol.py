@@ -33,7 +33,7 @@ from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request, wants_we
 from ..ws.session import WebSocketSession
 from .encode import simple_response
 from .engine import BodyLengthError, Headers, RequestError
-from .h2c import H2CSwitch, H2CUpgrade
+from .h2c import H2CSwitch, H2CUpgrade, speaks_http2
 from .websocket import H1WebSocket
 
 try:
@@ -42,7 +42,6 @@ except ImportError:  # the `standard` extra is not installed
     HttptoolsEngine = None  # type: ignore[assignment,misc]
 from .h11_engine import H11Engine
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # A large read is parsed this much at a time (see `_parse`).
 _FEED_SLICE = 16 * 1024
 # Why the socket is not being read (any of them is enough).
@@ -71,7 +70,7 @@ class H1Protocol(asyncio.Protocol):
         # bytes decide) or by `Upgrade: h2c`.
         self.h2c = h2c
         self.switch_to_h2 = h2c.prior_knowledge if h2c is not None else None
-        self.sniffed = b""
+        self.sniffed = bytearray()  # grown in place: a first line may come a byte at a time
         self.upgrade: H2CUpgrade | None = None
         # A WebSocket handshake waiting for the app; bytes after it are held for the session.
         self.websocket: H1WebSocket | None = None
@@ -144,6 +143,9 @@ class H1Protocol(asyncio.Protocol):
         ):
             self._hold(data)
             return
+        if self.idle_since is not None:
+            self.idle_since = None
+            self.head_since = self.loop.time()
         if self.switch_to_h2 is not None:
             data = self._sniff_preface(data)
             if not data:
@@ -151,9 +153,6 @@ class H1Protocol(asyncio.Protocol):
         if self.upgrade is not None:
             self._continue_upgrade(data)
             return
-        if self.idle_since is not None:
-            self.idle_since = None
-            self.head_since = self.loop.time()
         rest = self._parse(data)
         if self.upgrade is not None and self.upgrade.ended:
             self._continue_upgrade(self.engine.upgrade_tail() + rest)
@@ -199,13 +198,15 @@ class H1Protocol(asyncio.Protocol):
 
     def _sniff_preface(self, data: bytes) -> bytes:
         """h2c with prior knowledge (RFC 9113 section 3.3): the HTTP/2 client preface instead
-        of a request line hands the connection to HTTP/2. Returns the bytes left for HTTP/1.1."""
-        head = self.sniffed + data
-        if len(head) < len(H2_PREFACE) and H2_PREFACE.startswith(head):
-            self.sniffed = head
+        of a request line hands the connection to HTTP/2, and so does a broken preface, for
+        HTTP/2 to refuse. Returns the bytes left for HTTP/1.1."""
+        self.sniffed += data
+        http2 = speaks_http2(self.sniffed)
+        if http2 is None:
             return b""
-        switch, self.switch_to_h2, self.sniffed = self.switch_to_h2, None, b""
-        if head.startswith(H2_PREFACE):
+        head = bytes(self.sniffed)
+        switch, self.switch_to_h2, self.sniffed = self.switch_to_h2, None, bytearray()
+        if http2:
             self.state.connections.discard(self)
             self.closing = True
             self._reading_for_next_protocol()

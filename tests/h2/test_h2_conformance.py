@@ -3,20 +3,24 @@
 h2spec passed some cases or not from run to run: a response that ended a stream the client
 was still sending on reset it NO_ERROR at once, and the client's next frames were then ignored
 instead of judged. Here every such case waits for the response first, so the stream is always
-answered early, and its later frames must still get the error RFC 9113 names.
+answered early, and its later frames must still get the error RFC 9113 names. The h2c preface
+cases send the first bytes whole and a byte at a time: the answer must be the same.
 """
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
 from h2.errors import ErrorCodes
 from h2_client import (
     DATA,
+    GOAWAY,
     HEADERS,
     PING,
     RST_STREAM,
+    SETTINGS,
     WINDOW_UPDATE,
     H2Client,
     client_tls_context,
@@ -24,7 +28,9 @@ from h2_client import (
     raw_frame,
     respond,
 )
-from support import read_body, wait_until
+from support import TIMEOUT, read_body, wait_until
+
+from gateway.h1.h2c import speaks_http2
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -214,3 +220,97 @@ def test_streams_still_sending_count_against_the_stream_limit(serve):
         client.send_raw(client.raw_headers(7, get))
         assert client.until(lambda: client.frames_of(DATA, 7), 3), client.frames
         assert client.frames_of(RST_STREAM, 7) == [] and client.goaway is None
+
+
+# -- h2c: the connection preface on a plain listener -------------------------------------------
+
+
+BROKEN_PREFACES = {
+    "h2spec-3.5-2": b"INVALID CONNECTION PREFACE\r\n\r\n",
+    "pri-then-garbage": b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",
+    "pri-other-version": b"PRI * HTTP/2.1\r\n\r\nSM\r\n\r\n",
+}
+
+
+def _answer_to(port: int, data: bytes, bytewise: bool) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        received = b""
+        try:
+            for piece in ([data[i:i + 1] for i in range(len(data))] if bytewise else [data]):
+                sock.sendall(piece)  # (the server may close before the last byte: that is fine)
+            while chunk := sock.recv(65536):
+                received += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    return received
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    frames = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        frames.append((data[3], data[9:9 + length]))
+        data = data[9 + length:]
+    assert data == b"", "not HTTP/2 frames"
+    return frames
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+@pytest.mark.parametrize("name", list(BROKEN_PREFACES))
+def test_broken_preface_on_h2c_is_an_http2_connection_error(serve, name, bytewise):
+    """h2spec http2/3.5/2, RFC 9113 section 3.4: an invalid preface is a connection error
+    PROTOCOL_ERROR (its GOAWAY may be left out), never an HTTP/1.1 answer."""
+    with serve(early_app) as running:
+        received = _answer_to(running.port, BROKEN_PREFACES[name], bytewise)
+        assert not received.startswith(b"HTTP/"), received
+        frames = _frames(received)
+        assert {kind for kind, _ in frames} <= {SETTINGS, GOAWAY}, frames
+        for kind, payload in frames:
+            if kind == GOAWAY:
+                assert int.from_bytes(payload[4:8], "big") == P
+        http11 = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        assert _answer_to(running.port, http11, False).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+def test_http11_on_an_h2c_listener_still_works_split_anywhere(serve, bytewise):
+    with serve(early_app) as running:
+        answer = _answer_to(running.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                            bytewise)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"early"), answer
+
+
+def test_first_line_trickled_on_an_h2c_listener_still_gets_408(serve):
+    """While the first line is held to tell HTTP/1.1 from HTTP/2, --header-timeout runs from
+    its first byte, as it does for the rest of the head."""
+    with serve(early_app, header_timeout=1.0, keep_alive_timeout=30.0) as running, \
+            socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /slow HT")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 408"), received
+
+
+@pytest.mark.parametrize(("head", "verdict"), [
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", True),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00", True),
+    (b"PRI * HTTP/2.0\r\n", None),             # could still be the preface
+    (b"INVALID CONNECTION PREFACE", None),      # no whole line yet
+    (b"INVALID CONNECTION PREFACE\r\n", True),
+    (b"PRI * HTTP/2.0\r\n\r\nXX", True),
+    (b"PRI / HTTP/1.1\r\n", True),              # PRI is reserved for the preface
+    (b"GET / HTTP/1.1\r\n", False),
+    (b"GET", None),
+    (b"GET / HTTP/2.0\r\n", False),             # HTTP/1.1 answers 505
+    (b"GET /\r\n", False),                      # HTTP/0.9: HTTP/1.1 refuses it
+    (b"GET /a b HTTP/1.1\r\n", False),          # HTTP/1.1 answers 400
+    (b"GET / HTTP/1.1x\r\n", True),
+    (b"G" * 8192, False),                       # long: HTTP/1.1's limits decide
+    (b"\x16\x03\x01\x00\xa5\x01", False),           # a TLS ClientHello: HTTP/1.1 answers 400
+    (b"GET / HTTP/1.1\r", None),
+    (b"\r\nGET / HTTP/1.1\r\n", False),          # an empty line first (RFC 9112 section 2.2)
+])
+def test_speaks_http2(head, verdict):
+    assert speaks_http2(head) is verdict

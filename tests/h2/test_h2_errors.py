@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl
 import struct
 import threading
 import time
@@ -296,22 +295,6 @@ def test_http11_request_over_an_h2_alpn_connection(serve, certs, log):
         assert client.read_until_closed(3)
         goaways = client.goaway_frames()
         assert not goaways or goaways[-1].error_code == P
-
-
-def test_invalid_preface_on_h2c_is_an_http11_error(serve, log):
-    """On a plain listener, bytes that only start like the preface are HTTP/1.1's: an error
-    response or a close, never a hang."""
-    with serve(HoldingApp()) as running:
-        with socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT) as sock:
-            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
-            data = b""
-            try:
-                while chunk := sock.recv(65536):
-                    data += chunk
-            except (ConnectionResetError, ssl.SSLError):
-                pass
-        assert data == b"" or data.startswith((b"HTTP/1.1 4", b"HTTP/1.1 5")), data
-        assert_still_serving(running)
 
 
 def test_advertised_max_frame_size_is_accepted(serve, log):
