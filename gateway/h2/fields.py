@@ -15,6 +15,11 @@ from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_n
 Fields = list[tuple[bytes, bytes]]
 
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a token (RFC 9110 section 9.1)
+# Space and controls: a request target has none (RFC 9112 section 3.2), and a :path carrying
+# one could end the request line of an HTTP/1.1 request made from it further on.
+_BAD_PATH = re.compile(rb"[\x00-\x20\x7f]")
+_DEFAULT_PORT = {b"http": b"80", b"https": b"443"}
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
 _REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 # Section 8.2.2: fields that belong to one HTTP/1.1 connection; never sent, refused if received.
@@ -30,7 +35,8 @@ def malformed_request(fields: Iterable[tuple[bytes, bytes]]) -> str | None:
     """Why the request is malformed, or None when it is fine."""
     seen_regular = False
     pseudo: set[bytes] = set()
-    method = path = b""
+    method = path = scheme = authority = b""
+    host = None
     for name, value in fields:
         if name[:1] == b":":
             if seen_regular:
@@ -42,6 +48,10 @@ def malformed_request(fields: Iterable[tuple[bytes, bytes]]) -> str | None:
                 method = value
             elif name == b":path":
                 path = value
+            elif name == b":authority":
+                authority = value
+            elif name == b":scheme":
+                scheme = value
         else:
             seen_regular = True
             if name not in _GOOD_NAMES:
@@ -53,10 +63,18 @@ def malformed_request(fields: Iterable[tuple[bytes, bytes]]) -> str | None:
                     _GOOD_NAMES.add(name)
             if name == b"te" and value.lower() != b"trailers":
                 return "TE other than 'trailers'"
+            if name == b"host":
+                if host is not None:
+                    return "two host fields"  # RFC 9110 section 7.2
+                host = value
         if value and _BAD_VALUE.search(value) is not None:
             return f"invalid value for {name!r}"
     if b":method" not in pseudo:
         return "no :method"
+    if _METHOD.fullmatch(method) is None:
+        return f"invalid :method {method!r}"
+    if host is not None and b":authority" in pseudo and not same_authority(host, authority, scheme):
+        return "host differs from :authority"  # RFC 9113 section 8.3.1
     if method == b"CONNECT" and b":protocol" not in pseudo:
         if b":authority" not in pseudo or b":path" in pseudo or b":scheme" in pseudo:
             return "CONNECT needs :authority and no :path or :scheme"
@@ -67,6 +85,8 @@ def malformed_request(fields: Iterable[tuple[bytes, bytes]]) -> str | None:
         return ":protocol outside an extended CONNECT (RFC 8441 section 4)"
     if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
         return f"invalid :path {path!r}"
+    if _BAD_PATH.search(path) is not None:
+        return f"space or control character in :path {path!r}"
     return None
 
 
@@ -81,6 +101,21 @@ def malformed_trailers(fields: Iterable[tuple[bytes, bytes]]) -> str | None:
         if value and _BAD_VALUE.search(value) is not None:
             return f"invalid value for {name!r} in trailers"
     return None
+
+
+def same_authority(host: bytes, authority: bytes, scheme: bytes) -> bool:
+    """Whether a Host field and :authority name the same thing once normalized as RFC 9113
+    section 8.3.1 asks (RFC 3986 section 6.2.3): case aside, and with an empty or default
+    port left out. Percent-encoded hosts are compared as sent."""
+    return host == authority or _normal_authority(host, scheme) == _normal_authority(authority, scheme)
+
+
+def _normal_authority(value: bytes, scheme: bytes) -> bytes:
+    value = value.lower()
+    host, colon, port = value.rpartition(b":")
+    if colon and b"]" not in port and (not port or port == _DEFAULT_PORT.get(scheme)):
+        return host  # (a colon inside an IPv6 literal is left alone: its "port" holds a "]")
+    return value
 
 
 def response_fields(status: int, headers: Iterable[Any], server: bool,
