@@ -42,7 +42,7 @@ from .fields import (
 )
 from .frame_meter import FrameMeter
 from .requests import open_stream, pushed_request
-from .settings import refuse_excess_streams_alone, server_connection
+from .settings import StreamRefused, server_connection
 from .stream import Stream, wake
 
 _NO_BODY_STATUS = frozenset((204, 304))
@@ -130,7 +130,6 @@ class H2Protocol(asyncio.Protocol):
             self._open_stream(1, upgrade.request_headers(), True)
             for chunk in upgrade.body:
                 self.streams[1].exchange.feed_body(chunk)
-        refuse_excess_streams_alone(self.conn, self.state.config)
         self._flush()
         if preamble:
             self.data_received(preamble)
@@ -232,9 +231,7 @@ class H2Protocol(asyncio.Protocol):
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         config = self.state.config
-        # Streams still receiving a body after their response count too (RFC 9113 5.1.2).
-        busy = len(self.streams) + len(self.drains)
-        if self.goaway_sent or busy >= config.h2_max_concurrent_streams:
+        if self.goaway_sent:
             self._reset_for_client(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
         problem = malformed_request(event.headers)
@@ -314,6 +311,11 @@ class H2Protocol(asyncio.Protocol):
             self._reset_for_client(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
         except h2.exceptions.StreamClosedError:
             pass
+
+    def _on_stream_refused(self, event: StreamRefused) -> None:
+        # Past the stream limit (settings.py), reset already: it costs as _reset_for_client's do.
+        if not self.ledger.charge(1, self.loop.time()):  # type: ignore[union-attr]
+            self.calm_down("too many streams refused or malformed (--control-frame-budget)")
 
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
         self.drains.ended(event.stream_id)
@@ -688,6 +690,7 @@ _HANDLERS: dict[type, Any] = {
     h2.events.StreamEnded: H2Protocol._on_stream_ended,
     h2.events.TrailersReceived: H2Protocol._on_trailers,
     h2.events.StreamReset: H2Protocol._on_stream_reset,
+    StreamRefused: H2Protocol._on_stream_refused,
     h2.events.WindowUpdated: H2Protocol._on_window_updated,
     h2.events.RemoteSettingsChanged: H2Protocol._on_settings_changed,
     h2.events.ConnectionTerminated: H2Protocol._on_connection_terminated,

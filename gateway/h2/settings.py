@@ -1,14 +1,19 @@
 """An h2 server connection set up from Config.
 
 h2 is told everything here once: which checks it may skip (gateway makes them in one pass,
-see fields.py), the SETTINGS gateway advertises, and the limits h2 keeps copies of.
+see fields.py), the SETTINGS gateway advertises, and the limits h2 keeps copies of; and its
+stream limit refuses one stream rather than ending the connection.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import h2.config
 import h2.connection
 import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import Frame, HeadersFrame
 
 from ..config import Config
 from .hpack_cache import CachingDecoder, CachingEncoder
@@ -21,10 +26,10 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
         client_side=False, header_encoding=None, validate_inbound_headers=False,
         validate_outbound_headers=False, normalize_outbound_headers=False,
     )
-    conn = h2.connection.H2Connection(config=h2_config)
+    conn = ServerConnection(h2_config, config.h2_max_concurrent_streams)
     conn.encoder = CachingEncoder()
     conn.decoder = CachingDecoder()
-    conn.local_settings = h2.settings.Settings(
+    conn.local_settings = _AdvertisedSettings(
         client=False,
         initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
@@ -43,10 +48,47 @@ def server_connection(config: Config) -> h2.connection.H2Connection:
     return conn
 
 
-def refuse_excess_streams_alone(conn: h2.connection.H2Connection, config: Config) -> None:
-    """RFC 9113 section 5.1.2: a stream over the advertised limit is refused alone (the
-    protocol answers REFUSED_STREAM). h2 would end the whole connection instead, so, once the
-    initial SETTINGS are out, its own limit is raised without telling the client."""
-    conn.local_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = (
-        2 * config.h2_max_concurrent_streams
-    )
+class StreamRefused:
+    """The event for a stream `ServerConnection` refused: the client's HEADERS went past the
+    advertised limit."""
+
+    __slots__ = ("stream_id",)
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+
+
+class ServerConnection(h2.connection.H2Connection):
+    """h2's server side, but a stream over SETTINGS_MAX_CONCURRENT_STREAMS is refused alone.
+
+    RFC 9113 section 5.1.2: such a stream is a stream error, REFUSED_STREAM telling the client
+    it may retry. h2 ends the whole connection instead, and it parses every frame of a read
+    before gateway sees the first request, so a burst of HEADERS in one read cannot be refused
+    stream by stream from outside. Here each excess stream is opened (its header block decoded,
+    which keeps the HPACK state in step, section 4.3) and reset at once; gateway gets a
+    `StreamRefused` instead of the request."""
+
+    def __init__(self, config: h2.config.H2Configuration, stream_limit: int) -> None:
+        super().__init__(config=config)
+        self.stream_limit = stream_limit
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[Any]]:
+        # Half-closed streams count too (section 5.1.2): responses sent, bodies still arriving.
+        # The exact count walks every stream, so it waits until the table (closed and pushed
+        # streams included, so never smaller than the count) has reached the limit.
+        streams = self.streams
+        if frame.stream_id in streams or len(streams) < self.stream_limit \
+                or self.open_inbound_streams < self.stream_limit:
+            return super()._receive_headers_frame(frame)
+        frames, _ = super()._receive_headers_frame(frame)
+        self.reset_stream(frame.stream_id, ErrorCodes.REFUSED_STREAM)
+        return frames, [StreamRefused(frame.stream_id)]
+
+
+class _AdvertisedSettings(h2.settings.Settings):
+    """The settings gateway sends. h2 reads `max_concurrent_streams` for one thing only, its
+    own stream limit, which must let `ServerConnection` open the stream it refuses."""
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return super().max_concurrent_streams + 1

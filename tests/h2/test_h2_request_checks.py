@@ -1,6 +1,7 @@
 """What an HTTP/2 request may not be (issue 8, point 9): a Host field at odds with :authority,
 two Host fields, a space or control in :path or :method are malformed, a stream error that
-never reaches the app."""
+never reaches the app; and a burst of streams past MAX_CONCURRENT_STREAMS has each excess
+stream refused alone while the connection serves the rest."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import pytest
 from h2.errors import ErrorCodes
 from h2_client import (
     DATA,
+    GOAWAY,
     HEADERS,
     PING,
     RST_STREAM,
+    H2Client,
     h2_connection,
     raw_frame,
     respond,
 )
+from support import TIMEOUT
 
 from gateway.h2.fields import same_authority
 
@@ -134,3 +138,75 @@ def test_well_formed_request_is_served(server, name):
 ])
 def test_same_authority(host, authority, scheme, same):
     assert same_authority(host, authority, scheme) is same
+
+
+# -- a burst past MAX_CONCURRENT_STREAMS ----------------------------------------------------------
+
+
+LIMIT = 10
+GET = request(path=b"/burst")
+
+
+def burst(client: H2Client, count: int, with_body: bool = False) -> list[int]:
+    """`count` new streams in one write; with a body, each HEADERS is followed by its DATA."""
+    stream_ids = [1 + 2 * n for n in range(count)]
+    data = b""
+    for stream_id in stream_ids:
+        if with_body:
+            post = request(method=b"POST", path=b"/burst")
+            data += client.raw_headers(stream_id, post, end_stream=False)
+            data += raw_frame(DATA, 1, stream_id, b"body")
+        else:
+            data += client.raw_headers(stream_id, GET)
+    client.send_raw(data)
+    return stream_ids
+
+
+def outcome(client: H2Client, stream_ids: list[int]) -> tuple[list[int], list[int]]:
+    """The streams answered 200 and the streams refused, once every stream has one or the
+    other (the first RST_STREAM of a stream is the one that counts)."""
+
+    def settled() -> bool:
+        return all(client.frames_of(RST_STREAM, s) or [f for f in client.frames_of(DATA, s)
+                                                       if "END_STREAM" in f.flags]
+                   for s in stream_ids)
+
+    client.until(settled, 3 * TIMEOUT)
+    answered = [s for s in stream_ids if client.frames_of(HEADERS, s)]
+    refused = [s for s in stream_ids if client.frames_of(RST_STREAM, s) and
+               client.frames_of(RST_STREAM, s)[0].frame.error_code == ErrorCodes.REFUSED_STREAM]
+    return answered, refused
+
+
+@pytest.mark.parametrize("when", ["before-settings-ack", "after-settings-ack"])
+@pytest.mark.parametrize("with_body", [False, True], ids=["headers", "headers-and-data"])
+def test_burst_of_three_times_the_limit_refuses_each_excess_stream(serve, when, with_body):
+    """RFC 9113 section 5.1.2: each stream past the advertised limit gets REFUSED_STREAM (the
+    client may retry it); the connection lives on and serves the streams within the limit,
+    whether the burst comes before the client has acknowledged the limit or after."""
+    app = PathRecorder(hold=0.5)
+    with serve(app, h2_max_concurrent_streams=LIMIT) as running, \
+            h2_connection(running.port) as client:
+        if when == "after-settings-ack":
+            client.wait_ready()
+        stream_ids = burst(client, 3 * LIMIT, with_body)
+        answered, refused = outcome(client, stream_ids)
+        assert answered == stream_ids[:LIMIT], client.frames
+        assert refused == stream_ids[LIMIT:], client.frames
+        assert not client.frames_of(GOAWAY)
+        client.send_raw(client.raw_headers(stream_ids[-1] + 2, GET))
+        assert client.until(lambda: client.frames_of(DATA, stream_ids[-1] + 2), TIMEOUT)
+        assert client.frames_of(RST_STREAM, stream_ids[-1] + 2) == []
+    assert len(app.paths) == LIMIT + 1
+
+
+def test_streams_refused_in_bulk_charge_the_frame_budget(serve):
+    """Every refused stream cost a header block's decoding: a client that keeps opening streams
+    past the limit runs its budget dry and its connection ends ENHANCE_YOUR_CALM."""
+    with serve(PathRecorder(hold=2.0), h2_max_concurrent_streams=2, control_frame_budget=50) \
+            as running, h2_connection(running.port) as client:
+        client.wait_ready()
+        burst(client, 100)
+        assert client.read_until_closed(TIMEOUT)
+        assert client.goaway is not None
+        assert client.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
