@@ -49,9 +49,9 @@ class Drains:
         if spent:
             self._stop(conn, stream_id)
 
-    def ended(self, stream_id: int) -> None:
-        """The request ended (END_STREAM) or the stream was reset."""
-        self.deadlines.pop(stream_id, None)
+    def ended(self, stream_id: int) -> bool:
+        """The request ended (END_STREAM) or the stream was reset; True if it was draining."""
+        return self.deadlines.pop(stream_id, None) is not None
 
     def expire(self, conn: h2.connection.H2Connection, now: float) -> bool:
         """Reset the streams past their deadline; True if any was."""

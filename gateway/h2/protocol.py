@@ -318,7 +318,8 @@ class H2Protocol(asyncio.Protocol):
             self.calm_down("too many streams refused or malformed (--control-frame-budget)")
 
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
-        self.drains.ended(event.stream_id)
+        if self.drains.ended(event.stream_id):
+            return  # its response was complete: the reset cost nothing
         self._drop_stream(event.stream_id)
         # Rapid reset (CVE-2023-44487): streams opened only to be reset cost an app call each.
         if not self.ledger.stream_reset(self.loop.time()):  # type: ignore[union-attr]

@@ -205,6 +205,17 @@ def test_body_that_stops_coming_is_reset_no_error_after_the_body_timeout(serve):
         assert client.goaway is None
 
 
+def test_client_cancelling_its_upload_after_the_response_is_no_rapid_reset(server):
+    """A client may stop sending a body once it has the whole response (RST_STREAM CANCEL):
+    that reset cost the server nothing, and is not counted as CVE-2023-44487's."""
+    with h2_connection(server.port, server.context) as client:
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(210):  # past the 200 resets the guard lets pass before it counts
+            client.reset(answered_early(client), ErrorCodes.CANCEL)
+        assert bytes(client.response(client.request("/after")).data) == b"early"
+        assert client.goaway is None
+
+
 def test_streams_still_sending_count_against_the_stream_limit(serve):
     """RFC 9113 section 5.1.2: half-closed streams count towards MAX_CONCURRENT_STREAMS."""
     with serve(early_app, h2_max_concurrent_streams=2) as running, \
