@@ -17,6 +17,8 @@ does (RFC 9113 section 5.1.2).
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 import h2.connection
 import h2.exceptions
 from h2.errors import ErrorCodes
@@ -71,3 +73,17 @@ class Drains:
             conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
         except h2.exceptions.StreamClosedError:
             pass
+
+
+class Receiving:
+    """The streams whose DATA is expected, for the frame meter: those being served and those
+    draining. DATA for any other stream is charged as work that carries no request."""
+
+    __slots__ = ("served", "drains")
+
+    def __init__(self, served: Container[int], drains: Drains) -> None:
+        self.served = served
+        self.drains = drains
+
+    def __contains__(self, stream_id: object) -> bool:
+        return stream_id in self.served or stream_id in self.drains.deadlines

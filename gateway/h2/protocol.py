@@ -31,7 +31,7 @@ from ..guards import Ledger, StallWatch
 from ..logs import address_text, error_logger
 from ..state import ServerState
 from ..tls.scope import TLSInfo
-from .drain import Drains
+from .drain import Drains, Receiving
 from .errors import precise_error_code
 from .fields import (
     header_list_size,
@@ -75,6 +75,7 @@ class H2Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Stream] = {}
         self.drains = Drains()
+        self.receiving = Receiving(self.streams, self.drains)
         self.closing = False
         self.goaway_sent = False
         self.socket_paused = False
@@ -143,7 +144,7 @@ class H2Protocol(asyncio.Protocol):
             self.held.append(data)
             return
         meter = self.meter
-        cut = meter.measure(data, self.streams)
+        cut = meter.measure(data, self.receiving)
         if meter.cost and not self.ledger.charge(meter.cost, self.loop.time()):  # type: ignore[union-attr]
             self.calm_down("too many frames that carry no request (--control-frame-budget)")
             return

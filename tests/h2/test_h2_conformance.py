@@ -181,6 +181,19 @@ def test_body_finished_after_the_response_ends_the_stream_quietly(server):
         assert bytes(client.response(again).data) == b"early"
 
 
+def test_body_after_the_response_is_not_charged_as_frames_without_a_request(serve):
+    """The rest of a body is bounded by the window like any body: its DATA frames, however
+    small, cost the client's frame budget no more than a served stream's do."""
+    with serve(early_app, control_frame_budget=20) as running, \
+            h2_connection(running.port) as client:
+        stream_id = answered_early(client)
+        client.send_raw(b"".join(raw_frame(DATA, 0, stream_id, b"x") for _ in range(60)))
+        client.send_body(stream_id, b"", end=True)
+        client.ping(b"finished")
+        assert client.until(lambda: [f for f in client.frames_of(PING) if "ACK" in f.flags], 3)
+        assert client.goaway is None and client.frames_of(RST_STREAM, stream_id) == []
+
+
 def test_body_past_the_window_left_is_reset_no_error(serve):
     """No window is granted for a body nobody reads: once the client has spent what was left,
     the stream is reset NO_ERROR (RFC 9113 section 8.1) and the response stands."""
