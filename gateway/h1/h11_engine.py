@@ -2,6 +2,8 @@
 
 h11 holds the connection's whole state machine: it parses one request at a time and only
 moves to the next once the response has gone through it, which is why `next_cycle` exists.
+h11 is lenient (bare LF, obs-fold, control bytes, repeated Content-Length, unbounded chunk
+sizes), so a full strict.Scanner checks every byte before h11 sees it.
 """
 
 from __future__ import annotations
@@ -15,25 +17,35 @@ import h11
 from ..fields import lower_name
 from .encode import CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING
 from .engine import BodyLengthError, Headers, RequestError, RequestHandler
+from .strict import MAX_CHUNK_LINE, Scanner, check_head
 
 
 class H11Engine:
     __slots__ = (
-        "handler", "conn", "max_head_size", "server_header", "date_source", "_head_request", "_no_body",
+        "handler", "conn", "scanner", "server_header", "date_source", "_head_request", "_no_body",
     )
 
     def __init__(self, handler: RequestHandler, max_head_size: int, server_line: bytes,
                  date_source: Any) -> None:
         self.handler = handler
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
-        self.max_head_size = max_head_size
+        # The scanner bounds heads and chunk lines and hands h11 only whole ones, so h11's own
+        # bound never comes first.
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=max(max_head_size, MAX_CHUNK_LINE) + 1
+        )
+        self.scanner = Scanner(max_head_size, full=True)
         self.server_header = _header_from_line(server_line)
         self.date_source = date_source
         self._head_request = False
         self._no_body = False
 
     def feed(self, data: bytes) -> None:
-        self.conn.receive_data(data)
+        scanner = self.scanner
+        data = scanner.receive(data)
+        if data:
+            stop = scanner.scan(data, 0)
+            if stop:
+                self.conn.receive_data(data if stop == len(data) else data[:stop])
         self._drain_events()
 
     def _drain_events(self) -> None:
@@ -44,7 +56,12 @@ class H11Engine:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise RequestError(exc.error_status_hint, str(exc)) from None
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            if event is h11.NEED_DATA:
+                # A refusal is answered once h11 has parsed everything before it, in order.
+                if self.scanner.error is not None:
+                    raise self.scanner.error
+                return
+            if event is h11.PAUSED:
                 return
             kind = type(event)
             if kind is h11.Data:
@@ -59,32 +76,14 @@ class H11Engine:
 
     def _on_request(self, event: h11.Request) -> None:
         version = event.http_version.decode("ascii")
-        if version != "1.1" and version != "1.0":
-            raise RequestError(505, f"HTTP/{version} is not supported")
-        headers = list(event.headers)
-        body_expected = False
-        framings = 0
-        # h11 bounds only an unfinished head; a whole one that came in a single read is
-        # measured here, the way the httptools engine measures it.
-        size = len(event.target)
-        for name, value in headers:
-            size += len(name) + len(value) + 4
-            if name == b"content-length":
-                body_expected = value != b"0"
-                framings |= 1
-            elif name == b"transfer-encoding":
-                body_expected = True
-                framings |= 2
-        if size > self.max_head_size:
-            raise RequestError(431, "request head too large")
-        if framings == 3:  # RFC 9112 section 6.3: a smuggling attempt more often than not
-            raise RequestError(400, "Content-Length and Transfer-Encoding together")
         method = event.method.decode("ascii")
+        headers = list(event.headers)
+        # The scanner checked this head already; this gives the app's view of it.
+        target, length, switching, expect_continue = check_head(method, bytes(event.target), version, headers)
         self._head_request = method == "HEAD"
+        keep_alive = self.conn.their_state is not h11.MUST_CLOSE and _keep_alive(headers, version)
         self.handler.on_request(
-            method, bytes(event.target), version, headers,
-            self.conn.their_state is not h11.MUST_CLOSE and _keep_alive(headers, version),
-            body_expected, self.conn.client_is_waiting_for_100_continue,
+            method, target, version, headers, keep_alive and not switching, length != 0, expect_continue
         )
 
     def start_response(self, status: int, headers: Iterable[Any], body: bytes,

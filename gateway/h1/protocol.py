@@ -24,6 +24,7 @@ from ..asgi import (
     scope_address,
 )
 from ..config import ConfigError
+from ..fields import header_tokens
 from ..guards import Ledger, StallWatch
 from ..logs import access_logger, address_text, error_logger
 from ..state import ServerState
@@ -263,19 +264,16 @@ class H1Protocol(asyncio.Protocol):
 
     def on_request(self, method: str, target: bytes, http_version: str, headers: Headers,
                    keep_alive: bool, body_expected: bool, expect_continue: bool) -> None:
+        # The engine has applied gateway/h1/strict.py: one valid Host, the target in origin
+        # form (an absolute-form target's authority is the Host the app sees), sound framing.
         self.idle_since = None
-        hosts = 0
         upgrade = False
         max_body = self.state.max_body_size
         for name, value in headers:
-            if name == b"host":
-                hosts += 1
-            elif name == b"upgrade":
+            if name == b"upgrade":
                 upgrade = True
             elif name == b"content-length" and max_body is not None and int(value) > max_body:
                 raise RequestError(413, f"request body larger than {max_body} bytes")
-        if hosts != 1 and (hosts > 1 or http_version == "1.1"):
-            raise RequestError(400, "a request needs exactly one Host header")
         if upgrade and self.current is None and not self.pipeline:
             if wants_websocket(headers):
                 self._open_websocket(method, target, http_version, headers, body_expected)
@@ -284,6 +282,13 @@ class H1Protocol(asyncio.Protocol):
                 self.upgrade = H2CUpgrade.requested(method, target, headers)
                 if self.upgrade is not None:
                     return  # its body too must come within --header-timeout
+        if upgrade and body_expected and b"upgrade" in header_tokens(
+            value for name, value in headers if name == b"connection"
+        ):
+            # A protocol switch request served as plain HTTP/1.1: llhttp hands its body over as
+            # the new protocol's bytes, h11 reads it as the body, and a proxy in front may do
+            # either. Refused rather than read one way.
+            raise RequestError(400, "a body on an Upgrade request that is not switched")
         self.head_since = None
         state = self.state
         scope = self._scope(method, target, http_version, headers)
@@ -350,7 +355,7 @@ class H1Protocol(asyncio.Protocol):
     def _scope(self, method: str, target: bytes, http_version: str, headers: Headers) -> dict[str, Any]:
         state = self.state
         return http_scope(
-            http_version, self.server, self.client, self.scheme, method, _origin_form(target),
+            http_version, self.server, self.client, self.scheme, method, target,
             headers, state.root_path, state.lifespan_state, self.extensions,
         )
 
@@ -560,17 +565,3 @@ class H1Protocol(asyncio.Protocol):
         if not self.closing and self.transport is not None:
             self.closing = True
             self.transport.close()
-
-
-def _origin_form(target: bytes) -> bytes:
-    """Absolute-form targets (RFC 9112 section 3.2.2) are reduced to their path and query."""
-    if target[:1] == b"/" or target == b"*":
-        return target
-    scheme_end = target.find(b"://")
-    if scheme_end < 0:
-        return target
-    path_start = target.find(b"/", scheme_end + 3)
-    query_start = target.find(b"?", scheme_end + 3)
-    if path_start < 0 or (0 <= query_start < path_start):
-        return b"/" + (target[query_start:] if query_start >= 0 else b"")
-    return target[path_start:]

@@ -2,8 +2,8 @@
 callbacks (or the same error status), and the same response calls must give bytes that an
 HTTP client (h11, client side) reads as the same response. h11 is the reference.
 
-Differences judged acceptable are listed in ACCEPTED_REQUEST_DIFFERENCES with the reason, and
-those tests pin down what each engine does, so that a change in either shows up."""
+Requests get one verdict from both (gateway/h1/strict.py); test_h1_strict.py tries them on
+hostile inputs. Response differences judged acceptable are listed with the reason."""
 
 from __future__ import annotations
 
@@ -199,66 +199,23 @@ MALFORMED = {
     "huge-header-unfinished": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (2 * MAX_HEAD), 431),
     "huge-target": (b"GET /" + b"t" * (2 * MAX_HEAD) + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
     "pipelined-garbage-after-valid": (b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE / NOPE\r\n\r\n", 400),
-}
-
-# Where the engines differ and the difference is judged acceptable: the expected outcome of
-# each engine ("ok" = the request is delivered), and why it is acceptable.
-ACCEPTED_REQUEST_DIFFERENCES = {
-    "missing-host": (
-        b"GET / HTTP/1.1\r\nUser-Agent: t\r\n\r\n",
-        {"h11": 400, "httptools": "ok"},
-        "h11 enforces Host itself; for httptools the connection protocol (H1Protocol.on_request)"
-        " enforces it, for both engines, so the client gets 400 either way",
-    ),
+    # Where the engines used to differ; gateway/h1/strict.py gives the one verdict.
+    "missing-host": (b"GET / HTTP/1.1\r\nUser-Agent: t\r\n\r\n", 400),
     "duplicate-equal-content-length": (
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nA",
-        {"h11": "ok", "httptools": 400},
-        "RFC 9112 6.3 allows a recipient to accept identical repeated Content-Length values",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nA", 400
     ),
-    "obs-fold": (
-        b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
-        {"h11": "ok", "httptools": 400},
-        "RFC 9112 5.2: a server MUST either reject obs-fold with 400 or replace it with SP",
-    ),
-    "bare-lf-line-ends": (
-        b"GET / HTTP/1.1\nHost: x\n\n",
-        {"h11": "ok", "httptools": 400},
-        "RFC 9112 2.2: a recipient MAY accept a bare LF as a line terminator",
-    ),
-    "unknown-transfer-coding": (
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
-        {"h11": 501, "httptools": 400},
-        "both refuse and close; RFC 9112 6.1 says SHOULD 501, llhttp reports 400",
-    ),
+    "obs-fold": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400),
+    "bare-lf-line-ends": (b"GET / HTTP/1.1\nHost: x\n\n", 400),
+    "unknown-transfer-coding": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
     "two-transfer-encoding-headers": (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
-        b"\r\n0\r\n\r\n",
-        {"h11": 501, "httptools": 400},
-        "both refuse and close; the status differs",
+        b"\r\n0\r\n\r\n", 400,
     ),
-    "http09-request-line": (
-        b"GET /\r\n\r\n",
-        {"h11": 400, "httptools": 505},
-        "both refuse; an HTTP/0.9 client cannot read either answer",
-    ),
-    "http-1.2": (
-        b"GET / HTTP/1.2\r\nHost: x\r\n\r\n",
-        {"h11": 505, "httptools": 400},
-        "both refuse (RFC 9110 2.5 would have 1.2 served as 1.1; neither does)",
-    ),
-    "extension-method": (
-        b"PURGEX / HTTP/1.1\r\nHost: x\r\n\r\n",
-        {"h11": "ok", "httptools": 400},
-        "llhttp only knows registered methods; RFC 9110 9.1 allows any token (uvicorn with"
-        " httptools has the same limit)",
-    ),
-    "lowercase-method": (
-        b"get / HTTP/1.1\r\nHost: x\r\n\r\n",
-        {"h11": "ok", "httptools": 400},
-        "methods are case-sensitive tokens; llhttp only knows the upper-case registered ones",
-    ),
+    "http09-request-line": (b"GET /\r\n\r\n", 400),
+    "http-1.2": (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+    "extension-method": (b"PURGEX / HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    "lowercase-method": (b"get / HTTP/1.1\r\nHost: x\r\n\r\n", 501),
 }
-
 
 def _outcome(engine: str, pieces: list[bytes], max_head_size: int = MAX_HEAD):
     requests, error = parse(engine, pieces, max_head_size)
@@ -339,17 +296,6 @@ def test_head_size_limit_applies_however_the_head_arrives():
         assert _outcome(engine, [head])[1] == 431, f"{engine}: one piece"
         pieces = [head[index:index + 100] for index in range(0, len(head), 100)]
         assert _outcome(engine, pieces)[1] == 431, f"{engine}: 100-byte pieces"
-
-
-@pytest.mark.parametrize("name", list(ACCEPTED_REQUEST_DIFFERENCES))
-def test_accepted_request_differences(name):
-    """Each engine does what is documented, or what h11 does (a difference that goes away is
-    welcome; a new one is not)."""
-    data, expected, _reason = ACCEPTED_REQUEST_DIFFERENCES[name]
-    for engine in expected:
-        requests, error = _outcome(engine, [data])
-        outcome = "ok" if error is None and requests and requests[0].ended else error
-        assert outcome in (expected[engine], expected["h11"]), (engine, outcome)
 
 
 def test_http10_keep_alive_request_is_not_kept_alive():
