@@ -17,7 +17,7 @@ import httptools
 
 from .encode import ResponseEncoder, status_line
 from .engine import Headers, RequestError, RequestHandler
-from .strict import Scanner
+from .strict import Scanner, strip_value
 
 _OWS = b" \t"
 # Field names as llhttp gives them -> lower-cased, made once: the same objects come back for
@@ -97,13 +97,13 @@ class HttptoolsEngine:
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             return  # a trailer: the scanner checked it, and the app does not see trailers
-        if value and value[-1] in _OWS:  # RFC 9110 section 5.5: not part of the value
-            value = value.rstrip(b" \t")
         lowered = _NAMES.get(name)
         if lowered is None:
             lowered = name.lower()
             if len(_NAMES) < _NAMES_MAX:
                 _NAMES[name] = lowered
+        if value and value[-1] in _OWS:  # llhttp leaves trailing whitespace in
+            value = strip_value(lowered, value)
         self._headers.append((lowered, value))
 
     def on_headers_complete(self) -> None:

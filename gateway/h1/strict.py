@@ -116,7 +116,18 @@ def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
     match = _FIELD_LINE.fullmatch(line)
     if match is None:
         raise RequestError(400, "malformed header line")
-    return match.group(1).lower(), match.group(2).strip(b" \t")
+    name = match.group(1).lower()
+    return name, strip_value(name, match.group(2).lstrip(b" \t"))
+
+
+def strip_value(name: bytes, value: bytes) -> bytes:
+    """`value` without its trailing whitespace (RFC 9110 section 5.5). llhttp reads HTAB after
+    a Transfer-Encoding's last coding as part of it (a known obfuscation of `chunked`), so
+    that is refused, on the field line, whichever engine parses it."""
+    stripped = value.rstrip(b" \t")
+    if 9 in value[len(stripped):] and name == b"transfer-encoding":
+        raise RequestError(400, "HTAB after the Transfer-Encoding value")
+    return stripped
 
 
 def check_trailers(lines: list[bytes]) -> None:
@@ -191,7 +202,8 @@ def check_head(method: str, target: bytes, version: str, headers: Headers) -> Me
     if coding is not None:
         body = _chunked(coding, version, length, headers)
     elif length is not None:
-        if not length.isdigit() or int(length) > _MAX_LENGTH:
+        # At most 19 digits (2**63 - 1 has 19): more is too large, or zeros that hide the value.
+        if not length.isdigit() or len(length) > 19 or int(length) > _MAX_LENGTH:
             raise RequestError(400, "invalid Content-Length")
         body = int(length)
     if upgrade:
@@ -345,8 +357,10 @@ class Scanner:
                     eol = data.find(b"\r\n", pos)
                     if eol < 0:
                         return self._hold(data, pos)
-                    check_request_line(data[pos:eol], self.full)
                     stop = data.find(b"\r\n\r\n", eol)
+                    # llhttp checks the target's bytes as it parses, but a held head is not
+                    # parsed until it is complete: then they are checked here.
+                    check_request_line(data[pos:eol], self.full or stop < 0)
                     if stop < 0:
                         self.line_end = eol + 2 - pos
                         return self._hold(data, pos)
@@ -466,7 +480,7 @@ class Scanner:
                     return False
                 self.line_end = eol + 2
                 try:
-                    check_request_line(bytes(held[:eol]), self.full)
+                    check_request_line(bytes(held[:eol]))
                 except RequestError as exc:
                     self.error = exc
                     return False

@@ -1,0 +1,178 @@
+"""One verdict for hostile requests on both engines (gateway/h1/strict.py).
+
+Over real sockets, each input of strict_corpus.py goes to a server on each engine, and the
+client must read the verdict the corpus states: the error status, then a close; or a 200 for
+each request the app saw, with the scope and body the corpus states. Then hypothesis mutates
+valid requests and feeds both engines sans-IO: same requests, same error status."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from conftest import run_server
+from h1_client import Incomplete, RawClient, respond
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from strict_corpus import CORPUS, Seen
+from support import ENGINES
+from test_h1_engines import parse
+
+from gateway.fields import header_tokens
+
+SENTINEL = b"GET /sentinel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+class RecordingApp:
+    """Records each request the app read to its end, as the app saw it."""
+
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = Seen(scope["method"], scope["path"], scope["raw_path"], scope["query_string"],
+                       [tuple(pair) for pair in scope["headers"]], body)
+        with self.lock:
+            self.seen.append(request)
+        await respond(send, 200, b"ok")
+
+    def take(self) -> list[Seen]:
+        with self.lock:
+            seen, self.seen = self.seen, []
+        return [request for request in seen if request.raw_path != b"/sentinel"]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[object, RecordingApp]]:
+    app = RecordingApp()
+    with run_server(app, http=request.param, lifespan="off", h2c=False) as running:
+        yield running, app
+
+
+def what_the_client_reads(port: int, data: bytes, answers: int, closes: bool) -> tuple[list[int], bool]:
+    """Send `data`, read `answers` responses; then, if the connection should stay open, one
+    more request must be answered in turn (nothing else came first). Returns the statuses
+    read and whether the server closed the connection after them."""
+    with RawClient(port) as client:
+        client.send(data)
+        statuses = []
+        try:
+            for _ in range(answers):
+                statuses.append(client.read_response().status)
+            if not closes:
+                client.send(SENTINEL)
+                statuses.append(client.read_response().status)
+            closed = client.read_until_close(3) == b""
+        except Incomplete:
+            closed = True
+        return statuses, closed
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_hostile_request_gets_the_corpus_verdict(server, name):
+    running, app = server
+    data, verdict = CORPUS[name]
+    app.take()
+    answers = len(verdict.served) + (verdict.status is not None)
+    closes = verdict.closes or verdict.status is not None
+    statuses, closed = what_the_client_reads(running.port, data, answers, closes)
+    expected = [200] * len(verdict.served) + ([verdict.status] if verdict.status else [])
+    if not closes:
+        expected.append(200)  # the sentinel
+    assert statuses == expected
+    assert closed
+    assert app.take() == verdict.served
+
+
+# -- generated inputs, fed to both engines sans-IO -------------------------------------------
+
+TEMPLATES = [
+    b"GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nX-List: a, b\r\n\r\n",
+    b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+    b"PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;ext=v\r\nhello\r\n1A;q=\"a b\"\r\n" + b"z" * 26 + b"\r\n0\r\nX-T: t\r\n\r\n",
+    b"GET http://a.example:8080/p?q HTTP/1.1\r\nHost: b\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+    b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+    b"DELETE /3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+    b"GET /u HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: keep-alive, Upgrade\r\n\r\n"
+    b"GET / HTTP/1.1\r\n\r\n",
+    # Near max_head_size (4096 here), so that an edit can cross it.
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 4040 + b"\r\n\r\n",
+]
+PIECES = [
+    b"\r", b"\n", b"\r\n", b" ", b"  ", b"\t", b"\x00", b"\x01", b"\x7f", b"\xe9", b":", b",", b";",
+    b"=", b'"', b"\\", b"#", b"@", b"/", b"?", b"*", b"0", b"9", b"f", b"F", b"x", b"-", b"_",
+    b"chunked", b"HTTP/1.1", b"http://", b"\r\n ", b"\r\n\t", b"\r\n\r\n",
+    b"Host: y\r\n", b"Content-Length: 3\r\n", b"Content-Length: 1, 1\r\n",
+    b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: gzip, chunked\r\n",
+    b"ffffffffffffffff", b"00000000000000000", b"7fffffffffffffff",
+    b"[::1]", b"[v1.x]", b"%41", b"%zz", b"u@", b"HTTPS://", b"ftp://", b"GET", b"get", b"CONNECT",
+]
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> bytes:
+    """A valid request or pipeline, with a few edits: bytes inserted, replaced or removed, a
+    line repeated or folded, a span's case swapped."""
+    data = bytearray(draw(st.sampled_from(TEMPLATES)))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data)))
+        edit = draw(st.sampled_from(["insert", "replace", "delete", "repeat-line", "swapcase"]))
+        if edit == "insert":
+            data[at:at] = draw(st.sampled_from(PIECES))
+        elif edit == "replace" and at < len(data):
+            data[at:at + 1] = draw(st.sampled_from(PIECES))
+        elif edit == "delete":
+            del data[at:at + draw(st.integers(1, 3))]
+        elif edit == "repeat-line":
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            if end >= 0:
+                data[start:start] = data[start:end + 1]
+        else:
+            data[at:at + 8] = bytes(data[at:at + 8]).swapcase()
+    return bytes(data)
+
+
+def verdict(engine: str, pieces: list[bytes]) -> tuple[list, int | None]:
+    requests, error = parse(engine, pieces, max_head_size=4096)
+    return [vars(request) for request in requests], error
+
+
+def switches_with_body(requests: list[dict]) -> bool:
+    """A protocol switch request with a body: llhttp hands the body over as the new
+    protocol's bytes, h11 reads it; the connection protocol refuses it on both (see the
+    corpus), so the engines alone may differ there."""
+    return any(
+        request["body_expected"] and any(name == b"upgrade" for name, _ in request["headers"])
+        and b"upgrade" in header_tokens(value for name, value in request["headers"] if name == b"connection")
+        for request in requests
+    )
+
+
+@settings(max_examples=1500, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=hostile_requests(), cuts=st.lists(st.integers(0, 4200), max_size=2))
+def test_generated_requests_get_one_verdict(data, cuts):
+    """Both engines parse the same mutated bytes, whole and cut in pieces, to the same
+    requests (method, target, headers, body, framing) and the same error status."""
+    first, second = sorted([*cuts, len(data), len(data)][:2])
+    for pieces in ([data], [data[:first], data[first:second], data[second:]]):
+        fast, reference = verdict("httptools", pieces), verdict("h11", pieces)
+        assume(not switches_with_body(fast[0] + reference[0]))
+        assert fast == reference, pieces
