@@ -20,10 +20,6 @@ from .engine import Headers, RequestError, RequestHandler
 from .strict import Scanner, strip_value
 
 _OWS = b" \t"
-# Field names as llhttp gives them -> lower-cased, made once: the same objects come back for
-# every request, with their hash kept for the policy's set lookups (strict.check_head).
-_NAMES: dict[bytes, bytes] = {}
-_NAMES_MAX = 512
 
 
 class HttptoolsEngine:
@@ -97,11 +93,7 @@ class HttptoolsEngine:
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             return  # a trailer: the scanner checked it, and the app does not see trailers
-        lowered = _NAMES.get(name)
-        if lowered is None:
-            lowered = name.lower()
-            if len(_NAMES) < _NAMES_MAX:
-                _NAMES[name] = lowered
+        lowered = name.lower()
         if value and value[-1] in _OWS:  # llhttp leaves trailing whitespace in
             value = strip_value(lowered, value)
         self._headers.append((lowered, value))

@@ -432,13 +432,13 @@ class Scanner:
             raise RequestError(431, "request head too large")
         length = meaning[1]
         self.switching = meaning[2]
-        if length == CHUNKED:
+        if not length:
+            self._message_end()
+        elif length == CHUNKED:
             self.state = _CHUNK_LINE
-        elif length:
+        else:
             self.state = _BODY
             self.left = length
-        else:
-            self._message_end()
         return meaning
 
     def _read_head(self, head: bytes) -> None:
