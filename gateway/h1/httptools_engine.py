@@ -48,8 +48,8 @@ class HttptoolsEngine:
 
     def feed(self, data: bytes) -> None:
         if self._upgrade:
-            # After a protocol switch request nothing more is HTTP/1.1 to parse here.
-            self._tail += data
+            # After a protocol switch request nothing more is HTTP/1.1: a switched connection
+            # takes its bytes elsewhere, and a refused switch closes after its response.
             return
         scanner = self.scanner
         if scanner.held or scanner.error is not None:
