@@ -3,7 +3,7 @@
 h11 holds the connection's whole state machine: it parses one request at a time and only
 moves to the next once the response has gone through it, which is why `next_cycle` exists.
 h11 is lenient (bare LF, obs-fold, control bytes, repeated Content-Length, unbounded chunk
-sizes), so a full strict.Scanner checks every byte before h11 sees it.
+sizes), so a full scanner.Scanner checks every byte before h11 sees it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import h11
 from ..fields import lower_name
 from .encode import CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING
 from .engine import BodyLengthError, Headers, RequestError, RequestHandler
-from .strict import MAX_CHUNK_LINE, Scanner, check_head
+from .scanner import Scanner
+from .strict import MAX_CHUNK_LINE, check_head
 
 
 class H11Engine:

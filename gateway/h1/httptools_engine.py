@@ -2,7 +2,7 @@
 
 llhttp parses ahead: pipelined requests arrive while an earlier response is still being
 written, and the connection protocol queues them (so what the encoder must know of each
-request, HEAD or HTTP/1.0, is queued here too). A strict.Scanner goes in front of llhttp: it
+request, HEAD or HTTP/1.0, is queued here too). A scanner.Scanner goes in front of llhttp: it
 checks what llhttp lets through (the request line, chunk lines, trailers, the head's meaning)
 and hands llhttp one checked element at a time, so this engine answers like h11.
 """
@@ -17,7 +17,8 @@ import httptools
 
 from .encode import ResponseEncoder, status_line
 from .engine import Headers, RequestError, RequestHandler
-from .strict import Scanner, strip_value
+from .scanner import Scanner
+from .strict import strip_value
 
 _OWS = b" \t"
 
