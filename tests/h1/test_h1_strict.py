@@ -10,12 +10,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 from conftest import run_server
 from h1_client import Incomplete, RawClient, respond
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strict_corpus import CORPUS, Seen
+from strict_corpus import post as post_request
 from support import ENGINES
 from test_h1_engines import parse
 
@@ -94,6 +98,28 @@ def test_hostile_request_gets_the_corpus_verdict(server, name):
     assert statuses == expected
     assert closed
     assert app.take() == verdict.served
+
+
+@pytest.mark.parametrize("body", [b"", b"hello"], ids=["no-body", "body"])
+def test_h2c_upgrade_with_or_without_a_body_is_switched(serve, http, body):
+    """The switch request the corpus refuses a body on is the one that is not switched: an
+    h2c upgrade (RFC 7540 section 3.2) still carries its body to the app, on both engines."""
+    app = RecordingApp()
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()  # the HTTP2-Settings value
+    with serve(app, http=http, lifespan="off") as running, RawClient(running.port) as raw:
+        raw.send(post_request(b"Connection: Upgrade, HTTP2-Settings", b"Upgrade: h2c",
+                              b"HTTP2-Settings: " + settings, b"Content-Length: %d" % len(body), body=body))
+        assert raw.read_response().status == 101
+        raw.send(client.data_to_send())
+        events = client.receive_data(bytes(raw.buffer))
+        while not any(isinstance(event, h2.events.StreamEnded) for event in events):
+            data = raw.sock.recv(65536)
+            assert data, "the server closed before answering stream 1"
+            events += client.receive_data(data)
+    # Stream 1 is the upgrade request, less its hop-by-hop fields.
+    fields = [(b"host", b"x"), (b"content-length", b"%d" % len(body))]
+    assert app.take() == [Seen("POST", "/", b"/", b"", fields, body)]
 
 
 # -- generated inputs, fed to both engines sans-IO -------------------------------------------
