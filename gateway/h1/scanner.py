@@ -119,11 +119,18 @@ class Scanner:
                         raise RequestError(400, "chunk line too long")
                     size = chunk_size(data[pos:eol])
                     pos = eol + 2
-                    if size:
+                    if not size:
+                        self.state = _TRAILERS
+                    elif end - pos >= size + 2:
+                        # The whole chunk is here: one step, as many small chunks in one
+                        # read are where a walk in Python costs the most.
+                        pos += size
+                        if not data.startswith(b"\r\n", pos):
+                            raise RequestError(400, "chunk data not followed by CRLF")
+                        pos += 2
+                    else:
                         self.state = _CHUNK_DATA
                         self.left = size
-                    else:
-                        self.state = _TRAILERS
                 elif state == _CHUNK_END:
                     if end - pos < 2 and data[pos:] == b"\r":
                         return self._hold(data, pos)

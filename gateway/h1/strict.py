@@ -151,10 +151,16 @@ def check_trailers(lines: list[bytes]) -> None:
 
 def chunk_size(line: bytes) -> int:
     """The size on a chunk line: hex digits, at most 16 of them, then extensions (ignored)."""
-    match = _CHUNK_LINE_SYNTAX.fullmatch(line)
-    if match is None:
-        raise RequestError(400, "malformed chunk line")
-    size = int(match.group(1), 16)
+    if len(line) <= 16 and line.isalnum():  # no extensions, the usual line
+        try:
+            size = int(line, 16)
+        except ValueError:  # letters past F
+            raise RequestError(400, "malformed chunk line") from None
+    else:
+        match = _CHUNK_LINE_SYNTAX.fullmatch(line)
+        if match is None:
+            raise RequestError(400, "malformed chunk line")
+        size = int(match.group(1), 16)
     if size > _MAX_LENGTH:
         raise RequestError(400, "chunk size too large")
     return size
