@@ -246,6 +246,8 @@ CORPUS: dict[str, tuple[bytes, Verdict]] = {
     "chunk-size-negative": (chunked(b"-1\r\na\r\n0\r\n\r\n"), refused(400)),
     "chunk-size-0x": (chunked(b"0x1\r\na\r\n0\r\n\r\n"), refused(400)),
     "chunk-size-not-hex": (chunked(b"zz\r\na\r\n0\r\n\r\n"), refused(400)),
+    "chunk-size-underscore": (chunked(b"1_0\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n"), refused(400)),
+    "chunk-size-plus": (chunked(b"+1\r\na\r\n0\r\n\r\n"), refused(400)),
     "chunk-size-empty": (chunked(b"\r\na\r\n0\r\n\r\n"), refused(400)),
     "chunk-size-then-space": (chunked(b"1 \r\na\r\n0\r\n\r\n"), refused(400)),
     "chunk-size-after-space": (chunked(b" 1\r\na\r\n0\r\n\r\n"), refused(400)),
