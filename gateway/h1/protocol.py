@@ -27,6 +27,7 @@ from ..config import ConfigError
 from ..fields import header_tokens
 from ..guards import Ledger, StallWatch
 from ..logs import access_logger, address_text, error_logger
+from ..reading import ReadingBlocks
 from ..state import ServerState
 from ..tls.scope import TLSInfo
 from ..wakeup import Wakeup
@@ -61,7 +62,7 @@ def engine_class(name: str) -> type:
     return HttptoolsEngine
 
 
-class H1Protocol(asyncio.Protocol):
+class H1Protocol(ReadingBlocks, asyncio.Protocol):
     """One HTTP/1.1 connection (plain or over TLS)."""
 
     def __init__(self, state: ServerState, engine: type, tls_info: TLSInfo | None,
@@ -187,14 +188,14 @@ class H1Protocol(asyncio.Protocol):
         self.held.append(data)
         self.held_size += len(data)
         if self.held_size > BODY_HIGH_WATER:
-            self._block_reading(_HELD)
+            self.block_reading(_HELD)
 
     def _take_held(self) -> bytes:
         held = self.held
         data = held[0] if len(held) == 1 else b"".join(held)
         held.clear()
         self.held_size = 0
-        self._unblock_reading(_HELD)
+        self.unblock_reading(_HELD)
         return data
 
     def _sniff_preface(self, data: bytes) -> bytes:
@@ -250,11 +251,11 @@ class H1Protocol(asyncio.Protocol):
         # A client that does not read its responses is not read from either: what it sends
         # meanwhile (pipelined requests) waits in its own socket buffer, not in our memory.
         self.write_paused = True
-        self._block_reading(_WRITE)
+        self.block_reading(_WRITE)
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._unblock_reading(_WRITE)
+        self.unblock_reading(_WRITE)
         self._drained.wake()
         if self.next_after_drain:
             self.next_after_drain = False
@@ -315,7 +316,7 @@ class H1Protocol(asyncio.Protocol):
                 raise RequestError(413, f"request body larger than {max_body} bytes")
         exchange.feed_body(data)
         if exchange.buffered > BODY_HIGH_WATER:
-            self._block_reading(_BODY)
+            self.block_reading(_BODY)
 
     def on_request_end(self) -> None:
         if self.upgrade is not None:
@@ -422,7 +423,7 @@ class H1Protocol(asyncio.Protocol):
             self.transport.write(self.engine.informational(100, []))  # type: ignore[union-attr]
 
     def body_consumed(self, exchange: Exchange, nbytes: int) -> None:
-        self._unblock_reading(_BODY)
+        self.unblock_reading(_BODY)
 
     def abort(self, exchange: Exchange) -> None:
         exchange.feed_disconnect()
@@ -542,18 +543,7 @@ class H1Protocol(asyncio.Protocol):
         """After a bad request nothing more from this client is read; the responses already
         owed are still written, then the connection closes."""
         self.broken = True
-        self._block_reading(_BROKEN)
-
-    def _block_reading(self, reason: int) -> None:
-        if not self.reading_blocked and self.transport is not None:
-            self.transport.pause_reading()
-        self.reading_blocked |= reason
-
-    def _unblock_reading(self, reason: int) -> None:
-        if self.reading_blocked & reason:
-            self.reading_blocked &= ~reason
-            if not self.reading_blocked and self.transport is not None:
-                self.transport.resume_reading()
+        self.block_reading(_BROKEN)
 
     def _reading_for_next_protocol(self) -> None:
         """The protocol taking the transport over expects it to be read."""

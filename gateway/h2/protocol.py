@@ -29,6 +29,7 @@ from ..asgi import (
 )
 from ..guards import Ledger, StallWatch
 from ..logs import address_text, error_logger
+from ..reading import ReadingBlocks
 from ..state import ServerState
 from ..tls.scope import TLSInfo
 from .drain import Drains, Receiving
@@ -60,7 +61,7 @@ _SOCKET = 2
 _ERROR_GRACE = 0.25
 
 
-class H2Protocol(asyncio.Protocol):
+class H2Protocol(ReadingBlocks, asyncio.Protocol):
     """One HTTP/2 connection, over TLS (ALPN h2) or plain (h2c)."""
 
     # The exchange always asks `drain` after a write: a stream may be out of window even when
@@ -160,7 +161,7 @@ class H2Protocol(asyncio.Protocol):
             view = memoryview(data)
             self.held.append(view[cut:])
             data = view[:cut]
-            self._block_reading(_HELD)
+            self.block_reading(_HELD)
             self.loop.call_soon(self._feed_held)
         self._receive(data)
 
@@ -172,7 +173,7 @@ class H2Protocol(asyncio.Protocol):
         held.clear()
         self.data_received(data)
         if not self.held:
-            self._unblock_reading(_HELD)
+            self.unblock_reading(_HELD)
 
     def _receive(self, data: bytes | memoryview) -> None:
         try:
@@ -219,11 +220,11 @@ class H2Protocol(asyncio.Protocol):
         # A client that does not read what we send (PING and SETTINGS acknowledgements
         # included) is not read from either: floods cost it its own connection only.
         self.socket_paused = True
-        self._block_reading(_SOCKET)
+        self.block_reading(_SOCKET)
 
     def resume_writing(self) -> None:
         self.socket_paused = False
-        self._unblock_reading(_SOCKET)
+        self.unblock_reading(_SOCKET)
         for stream in self.streams.values():
             if not stream.pending:
                 wake(stream)
@@ -659,17 +660,6 @@ class H2Protocol(asyncio.Protocol):
         data = self.conn.data_to_send()
         if data and self.transport is not None and not self.closing:
             self.transport.write(data)
-
-    def _block_reading(self, reason: int) -> None:
-        if not self.reading_blocked and self.transport is not None:
-            self.transport.pause_reading()
-        self.reading_blocked |= reason
-
-    def _unblock_reading(self, reason: int) -> None:
-        if self.reading_blocked & reason:
-            self.reading_blocked &= ~reason
-            if not self.reading_blocked and self.transport is not None and not self.closing:
-                self.transport.resume_reading()
 
     def _close(self, grace: float | None = None) -> None:
         """Close once what is buffered has gone; after a connection error, whose GOAWAY need
