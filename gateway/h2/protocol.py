@@ -23,8 +23,6 @@ from ..asgi import (
     EARLY_HINT_EXTENSION,
     PUSH_EXTENSION,
     TRAILERS_EXTENSION,
-    Exchange,
-    ResponseFramingError,
     scope_address,
 )
 from ..guards import Ledger, StallWatch
@@ -38,21 +36,16 @@ from .fields import (
     header_list_size,
     malformed_request,
     malformed_trailers,
-    plain_fields,
-    response_fields,
 )
 from .frame_meter import FrameMeter
-from .requests import open_stream, pushed_request
+from .requests import open_stream
+from .responses import StreamResponses
 from .settings import StreamRefused, server_connection
 from .stream import Stream, wake
 
-_NO_BODY_STATUS = frozenset((204, 304))
 # Connection-level window granted at once for DATA received: stream windows are what bound
 # the memory a client can make us hold, so the connection window never stalls other streams.
 _CONNECTION_ACK_THRESHOLD = 32 * 1024
-# Response data held in h2's output buffer before it is written out without waiting for the end
-# of the loop's turn.
-_FLUSH_AT = 64 * 1024
 # Why reading is paused: a batch's rest waits its turn, or the client is not reading.
 _HELD = 1
 _SOCKET = 2
@@ -61,7 +54,7 @@ _SOCKET = 2
 _ERROR_GRACE = 0.25
 
 
-class H2Protocol(ReadingBlocks, asyncio.Protocol):
+class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
     """One HTTP/2 connection, over TLS (ALPN h2) or plain (h2c)."""
 
     # The exchange always asks `drain` after a write: a stream may be out of window even when
@@ -363,114 +356,6 @@ class H2Protocol(ReadingBlocks, asyncio.Protocol):
         # closes its state machine on any GOAWAY received; reopen it for them.
         self.conn.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
 
-    # -- the exchange's carrier calls ----------------------------------------------------
-
-    def write_head(self, exchange: Exchange, status: int, headers: Iterable[Any], body: bytes,
-                   more_body: bool) -> None:
-        stream_id = exchange.carrier_key
-        stream = self.streams.get(stream_id)
-        if stream is None or self.closing:
-            return
-        state = self.state
-        out, length = response_fields(status, headers, bool(state.server_line), state.date_value)
-        stream.remaining = length
-        if status in _NO_BODY_STATUS:
-            stream.no_body = True
-        elif not more_body and stream.remaining is None and not stream.no_body:
-            out.append((b"content-length", str(len(body)).encode()))
-            stream.remaining = len(body)
-        end = not more_body and (stream.no_body or not body)
-        try:
-            self.conn.send_headers(stream_id, out, end_stream=end)
-        except h2.exceptions.ProtocolError:
-            self._drop_stream(stream_id)
-            return
-        if end:
-            self._response_sent(stream_id, stream)
-        else:
-            self._write(stream_id, stream, body, more_body)
-        self.flush_soon()
-
-    def write_body(self, exchange: Exchange, body: bytes, more_body: bool) -> None:
-        stream_id = exchange.carrier_key
-        stream = self.streams.get(stream_id)
-        if stream is None or self.closing:
-            return
-        self._write(stream_id, stream, body, more_body)
-        self.flush_soon()
-
-    def write_trailers(self, exchange: Exchange, headers: Iterable[Any]) -> None:
-        stream_id = exchange.carrier_key
-        stream = self.streams.get(stream_id)
-        if stream is None or self.closing:
-            return
-        try:
-            self.conn.send_headers(stream_id, plain_fields(headers), end_stream=True)
-        except h2.exceptions.ProtocolError:
-            self._drop_stream(stream_id)
-            return
-        self._response_sent(stream_id, stream)
-        self.flush_soon()
-
-    def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None:
-        stream = self.streams.get(exchange.carrier_key)
-        if stream is None or self.closing:
-            return
-        headers = [(b":status", b"103")]
-        headers.extend((b"link", link) for link in links)
-        self.conn.send_headers(exchange.carrier_key, headers)
-        self.flush_soon()
-
-    def push(self, exchange: Exchange, path: str, headers: list[Any]) -> None:
-        """PUSH_PROMISE a GET for `path`, then serve it with the app like any request."""
-        stream_id = exchange.carrier_key
-        stream = self.streams.get(stream_id)
-        if stream is None or self.closing or self.goaway_sent:
-            return
-        if not self.conn.remote_settings.enable_push:
-            return
-        request = pushed_request(exchange.scope, path, headers)
-        promised = self.conn.get_next_available_stream_id()
-        try:
-            self.conn.push_stream(stream_id, promised, request)
-        except h2.exceptions.ProtocolError as exc:
-            error_logger.debug("server push refused: %s", exc)
-            return
-        self._open_stream(promised, request, True)
-        self._flush()
-
-    async def drain(self, exchange: Exchange) -> None:
-        stream = self.streams.get(exchange.carrier_key)
-        if stream is None or (not stream.pending and not self.socket_paused):
-            return
-        waiter = stream.waiter
-        if waiter is None or waiter.done():  # done: a send cancelled while it waited
-            waiter = stream.waiter = self.loop.create_future()
-        await waiter
-
-    def send_continue(self, exchange: Exchange) -> None:
-        """HTTP/2 clients do not wait for 100 (Continue) before sending a body."""
-
-    def body_consumed(self, exchange: Exchange, nbytes: int) -> None:
-        stream = self.streams.get(exchange.carrier_key)
-        if stream is not None and (not exchange.body_complete or stream.websocket is not None) \
-                and not self.closing:
-            self._grant(exchange.carrier_key, nbytes)
-            self.flush_soon()
-
-    def abort(self, exchange: Exchange, code: ErrorCodes = ErrorCodes.INTERNAL_ERROR) -> None:
-        stream_id = exchange.carrier_key
-        stream = self._pop_stream(stream_id)
-        exchange.feed_disconnect()
-        if stream is not None and not self.closing:
-            wake(stream)
-            try:
-                self.conn.reset_stream(stream_id, code)
-            except h2.exceptions.StreamClosedError:
-                pass
-            self._flush()
-            self._check_idle()
-
     # -- connection management ----------------------------------------------------------
 
     def calm_down(self, reason: str) -> None:
@@ -546,120 +431,6 @@ class H2Protocol(ReadingBlocks, asyncio.Protocol):
         if self.transport is not None:
             self.closing = True
             self.transport.abort()
-
-    # -- sending -------------------------------------------------------------------------
-
-    def _write(self, stream_id: int, stream: Stream, body: bytes, more_body: bool) -> None:
-        if stream.no_body:
-            if not more_body:
-                self.conn.end_stream(stream_id)
-                self._response_sent(stream_id, stream)
-            return
-        if stream.remaining is not None:
-            stream.remaining -= len(body)
-            if stream.remaining < 0 or (not more_body and stream.remaining):
-                self.abort(stream.exchange)
-                raise ResponseFramingError(
-                    "response body does not match its Content-Length"
-                )
-        stream.pending_end = not more_body
-        if body:
-            stream.pending.append(body)
-            stream.pending_size += len(body)
-        if len(stream.pending) == 1 or not body:
-            self._send_pending(stream_id, stream)
-
-    def _send_pending(self, stream_id: int, stream: Stream) -> None:
-        """Send what the windows allow now; keep the rest, as chunks, until a WINDOW_UPDATE."""
-        conn = self.conn
-        pending = stream.pending
-        sent = 0
-        try:
-            while pending:
-                size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
-                if size <= 0:
-                    if stream.stalled_since is None:
-                        stream.stalled_since = self.loop.time()
-                    return
-                chunk = pending[0]
-                sent += 1
-                if size >= len(chunk):
-                    pending.popleft()
-                    stream.pending_size -= len(chunk)
-                    end = stream.pending_end and not pending
-                    conn.send_data(stream_id, chunk, end_stream=end)
-                    self.unflushed += len(chunk)
-                    if end:
-                        self._response_sent(stream_id, stream)
-                        return
-                else:
-                    view = memoryview(chunk)
-                    conn.send_data(stream_id, view[:size])
-                    self.unflushed += size
-                    pending[0] = view[size:]
-                    stream.pending_size -= size
-            if stream.pending_end:
-                conn.end_stream(stream_id)
-                self._response_sent(stream_id, stream)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self._drop_stream(stream_id)
-        finally:
-            if sent and self.ledger is not None:
-                self.ledger.earn(sent)  # each DATA frame may bring a WINDOW_UPDATE back
-
-    def _response_sent(self, stream_id: int, stream: Stream) -> None:
-        if not stream.exchange.body_complete:
-            # The rest of the body is not needed, but its frames are still checked (drain.py).
-            self.drains.start(self.conn, stream_id, self.loop.time() + self.state.body_timeout)
-            stream.exchange.feed_end()
-        self._forget(stream_id)
-
-    def _forget(self, stream_id: int) -> None:
-        stream = self._pop_stream(stream_id)
-        if stream is not None:
-            wake(stream)
-            if stream.session is not None:
-                stream.session.feed_disconnect()  # e.g. after a denial: the app's receive ends
-        self._check_idle()
-
-    def _pop_stream(self, stream_id: int) -> Stream | None:
-        stream = self.streams.pop(stream_id, None)
-        if stream is not None:
-            self.headers_held -= stream.header_size
-        return stream
-
-    def _check_idle(self) -> None:
-        if not self.streams:
-            self.idle_since = self.loop.time()
-            if self.goaway_sent:
-                self._flush()
-                self._close()
-
-    def _grant(self, stream_id: int, nbytes: int) -> None:
-        if nbytes <= 0:
-            return  # an empty DATA frame (RFC 9113 section 6.1 allows it) owes no window
-        try:
-            self.conn.increment_flow_control_window(nbytes, stream_id=stream_id)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            pass
-
-    def flush_soon(self) -> None:
-        """Responses finished in one turn of the loop leave in one write: with many streams
-        that is one system call instead of one per response. Past `_FLUSH_AT` bytes they leave
-        at once, so that a full socket pauses the senders (an app sending in a loop never
-        yields to the loop otherwise, and h2's buffer would take all it sends)."""
-        if self.unflushed >= _FLUSH_AT:
-            self._flush()
-        elif not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self.flush_scheduled = False
-        self.unflushed = 0
-        data = self.conn.data_to_send()
-        if data and self.transport is not None and not self.closing:
-            self.transport.write(data)
 
     def _close(self, grace: float | None = None) -> None:
         """Close once what is buffered has gone; after a connection error, whose GOAWAY need
