@@ -36,9 +36,20 @@ _HANDSHAKE_FAILURES = {
 }
 
 
-class _HandshakeLoggingSSLObject(ssl.SSLObject):
-    """asyncio and uvloop drop a failed handshake without a word unless the loop runs in debug
-    mode; both call `do_handshake` on this object, so the failure is logged here, once."""
+class _ServerSSLObject(ssl.SSLObject):
+    """Both asyncio and uvloop drive the TLS state through this object, so two behaviours of
+    theirs are changed here, once for both loops and every Python version.
+
+    A failed handshake is dropped without a word unless the loop runs in debug mode: it is
+    logged here, one debug line.
+
+    Closing waits for the peer's close_notify, for up to 30 s (Python 3.11+ and uvloop) or
+    without end (Python 3.10): a client that neither reads nor closes held a graceful stop for
+    its whole --graceful-timeout. RFC 8446 section 6.1 asks each side to send close_notify and
+    lets it close without waiting for the peer's, as Go's crypto/tls and nginx do: `unwrap`
+    sends ours and reports the shutdown complete, and the loop then closes the socket once
+    what it holds is written.
+    """
 
     def do_handshake(self) -> None:
         try:
@@ -49,6 +60,12 @@ class _HandshakeLoggingSSLObject(ssl.SSLObject):
             reason = exc.reason or str(exc)
             error_logger.debug("TLS handshake failed: %s", _HANDSHAKE_FAILURES.get(reason, reason))
             raise
+
+    def unwrap(self) -> None:  # type: ignore[override]
+        try:
+            super().unwrap()
+        except ssl.SSLWantReadError:
+            pass  # our close_notify is in the outgoing buffer; theirs is not awaited
 
 
 def create_ssl_context(
@@ -86,7 +103,7 @@ def create_ssl_context(
                 f"cannot load --ca-certs {config.ca_certs!r}: {exc.strerror or exc}"
             ) from None
     context.set_alpn_protocols(alpn_protocols)
-    context.sslobject_class = _HandshakeLoggingSSLObject
+    context.sslobject_class = _ServerSSLObject
     return context
 
 
