@@ -216,13 +216,13 @@ class Door:
     def _admit(self, sock: socket.socket, peer: Any, now: float) -> None:
         guard = self.guard
         if self.limit is not None and guard.open >= self.limit:
-            sock.close()
             self.state.refused_over_limit += 1
             if self.over_limit.occurred(now):
                 error_logger.warning(
                     "connection limit reached: %d connections open (--limit-connections %d); new "
                     "connections are closed as they arrive until some end", guard.open, self.limit,
                 )
+            sock.close()
             return
         ledger = guard.admit(peer, now)
         if ledger is None:

@@ -76,7 +76,7 @@ def test_past_the_limit_a_connection_is_closed_at_once_until_one_frees(serve, lo
         for _ in range(3):
             assert closed_at_once(connect(server.port))
         assert closed_at_once(connect(server.port, OTHER_ADDRESS))
-        assert server.server.state.refused_over_limit == 4
+        assert wait_until(lambda: server.server.state.refused_over_limit == 4)
         assert all(still_open(sock) for sock in held)
         held.pop().close()
         assert wait_until(lambda: open_count(server) == 2)
@@ -109,7 +109,7 @@ def test_tls_connections_are_refused_before_the_handshake_and_handshakes_count(s
             assert good.get(f"https://localhost:{server.port}/").text == "hello"
         for sock in silent:
             sock.close()
-    assert server.server.state.refused_over_limit == 2
+    assert wait_until(lambda: server.server.state.refused_over_limit == 2)
     assert len(limit_warnings(log)) == 1, log.describe()
 
 
@@ -208,7 +208,7 @@ def test_a_blocked_address_is_refused_before_the_tls_handshake(serve, certs):
             assert still_open(patient)
         with pytest.raises(httpx.TransportError):
             httpx.get(f"https://localhost:{server.port}/", verify=certs.client_context(), timeout=5)
-        assert server.server.state.guard.refused == refused_before + 2
+        assert wait_until(lambda: server.server.state.guard.refused == refused_before + 2)
         with other_client(http1=False, http2=True, verify=certs.client_context(), timeout=5) as good:
             response = good.get(f"https://localhost:{server.port}/")
             assert response.text == "hello" and response.http_version == "HTTP/2"

@@ -48,7 +48,10 @@ class _ServerSSLObject(ssl.SSLObject):
     its whole --graceful-timeout. RFC 8446 section 6.1 asks each side to send close_notify and
     lets it close without waiting for the peer's, as Go's crypto/tls and nginx do: `unwrap`
     sends ours and reports the shutdown complete, and the loop then closes the socket once
-    what it holds is written.
+    what it holds is written. (Python 3.10's asyncio closes its socket before it writes what
+    `unwrap` produced, so there our close_notify is lost unless other data is still queued; RFC
+    9112 section 9.8 has HTTP clients accept such an incomplete close once the response is
+    complete.)
     """
 
     def do_handshake(self) -> None:

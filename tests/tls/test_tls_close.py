@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 import socket
+import ssl
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,4 +93,9 @@ def test_an_idle_tls_connection_closes_after_the_keep_alive_timeout_with_our_clo
             # lets the connection go at once instead of waiting for our close_notify.
             assert wait_until(lambda: server.connection_count == 0, timeout=4)
             assert read_response(tls).endswith(b"done")
-            assert tls.recv(1024) == b""
+            if loop == "asyncio" and sys.version_info < (3, 11):
+                # Python 3.10's asyncio drops the close_notify (see tls/context.py).
+                with pytest.raises(ssl.SSLEOFError):
+                    tls.recv(1024)
+            else:
+                assert tls.recv(1024) == b""
