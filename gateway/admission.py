@@ -219,8 +219,8 @@ class Door:
             self.state.refused_over_limit += 1
             if self.over_limit.occurred(now):
                 error_logger.warning(
-                    "connection limit reached: %d connections open (--limit-connections %d); new "
-                    "connections are closed as they arrive until some end", guard.open, self.limit,
+                    "connection limit reached (--limit-connections %d): new connections are "
+                    "closed as they arrive until open ones end", self.limit,
                 )
             sock.close()
             return

@@ -89,6 +89,27 @@ def test_past_the_limit_a_connection_is_closed_at_once_until_one_frees(serve, lo
     assert log.tracebacks() == []
 
 
+def test_limit_connections_from_the_command_line(tmp_path, gateway_cli):
+    (tmp_path / "limitapp.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] == 'http':\n"
+        "        await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "        await send({'type': 'http.response.body', 'body': b'hello'})\n"
+    )
+    process = gateway_cli("--limit-connections", "1", "-b", "127.0.0.1:0", "limitapp:app",
+                          cwd=tmp_path)
+    port = process.wait_listening()
+    with connect(port) as held:
+        held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(held).endswith(b"hello")
+        assert closed_at_once(connect(port))
+        assert closed_at_once(connect(port, OTHER_ADDRESS))
+    returncode, output = process.stop()
+    assert returncode == 0
+    assert output.count("connection limit reached (--limit-connections 1)") == 1
+    assert "Traceback" not in output
+
+
 def test_tls_connections_are_refused_before_the_handshake_and_handshakes_count(serve, certs):
     """Two clients that never start their handshake and one in the middle of an exchange hold
     the three places; the fourth connection gets no ServerHello, just a close."""
