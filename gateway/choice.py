@@ -18,6 +18,7 @@ from .guards import Ledger
 from .h1.h2c import H2CSwitch, H2CUpgrade
 from .h1.protocol import H1Protocol
 from .h2.protocol import H2Protocol
+from .tls.sslobject import watch_socket
 
 # RFC 9113 section 9.2.2: over TLS 1.2, HTTP/2 needs an ephemeral key exchange and an AEAD
 # cipher; everything else is on the block list.
@@ -42,6 +43,8 @@ class ProtocolChoice(asyncio.Protocol):
         ledger, self.ledger = self.ledger, None
         assert ledger is not None
         ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            watch_socket(ssl_object, transport)
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
             h2 = self.make_h2()
             transport.set_protocol(h2)

@@ -14,7 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from ..config import Config, ConfigError
-from ..logs import error_logger
+from .sslobject import ServerSSLObject
 
 _VERIFY_MODES = {
     "none": ssl.CERT_NONE,
@@ -25,50 +25,6 @@ _VERIFY_MODES = {
 
 class CertificateError(ConfigError):
     """A certificate, key or CA file given in the settings cannot be used."""
-
-
-_HANDSHAKE_FAILURES = {
-    "HTTP_REQUEST": "the client spoke plain HTTP to the TLS port",
-    "TLSV1_ALERT_UNKNOWN_CA": "the client does not trust the certificate's CA",
-    "UNSUPPORTED_PROTOCOL": "the client offered only TLS versions older than 1.2",
-    "NO_SHARED_CIPHER": "no cipher in common with the client",
-    "WRONG_VERSION_NUMBER": "the client did not send a TLS handshake",
-}
-
-
-class _ServerSSLObject(ssl.SSLObject):
-    """Both asyncio and uvloop drive the TLS state through this object, so two behaviours of
-    theirs are changed here, once for both loops and every Python version.
-
-    A failed handshake is dropped without a word unless the loop runs in debug mode: it is
-    logged here, one debug line.
-
-    Closing waits for the peer's close_notify, for up to 30 s (Python 3.11+ and uvloop) or
-    without end (Python 3.10): a client that neither reads nor closes held a graceful stop for
-    its whole --graceful-timeout. RFC 8446 section 6.1 asks each side to send close_notify and
-    lets it close without waiting for the peer's, as Go's crypto/tls and nginx do: `unwrap`
-    sends ours and reports the shutdown complete, and the loop then closes the socket once
-    what it holds is written. (Python 3.10's asyncio closes its socket before it writes what
-    `unwrap` produced, so there our close_notify is lost unless other data is still queued; RFC
-    9112 section 9.8 has HTTP clients accept such an incomplete close once the response is
-    complete.)
-    """
-
-    def do_handshake(self) -> None:
-        try:
-            super().do_handshake()
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise
-        except ssl.SSLError as exc:
-            reason = exc.reason or str(exc)
-            error_logger.debug("TLS handshake failed: %s", _HANDSHAKE_FAILURES.get(reason, reason))
-            raise
-
-    def unwrap(self) -> None:  # type: ignore[override]
-        try:
-            super().unwrap()
-        except ssl.SSLWantReadError:
-            pass  # our close_notify is in the outgoing buffer; theirs is not awaited
 
 
 def create_ssl_context(
@@ -106,7 +62,7 @@ def create_ssl_context(
                 f"cannot load --ca-certs {config.ca_certs!r}: {exc.strerror or exc}"
             ) from None
     context.set_alpn_protocols(alpn_protocols)
-    context.sslobject_class = _ServerSSLObject
+    context.sslobject_class = ServerSSLObject
     return context
 
 
