@@ -29,6 +29,7 @@ from .sockets import bind_tcp
 from .state import ServerState
 from .tls.context import create_ssl_context
 from .tls.scope import TLSInfo
+from .tls.sslobject import ServerSSLContext
 
 ALPN_PROTOCOLS = ["h2", "http/1.1"]
 _QUIET_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError)
@@ -45,7 +46,7 @@ class Server:
         self.config = config
         self.app_spec = app if app is not None else config.app
         self.app: ASGIApp | None = None
-        self.ssl_context: ssl.SSLContext | None = None
+        self.ssl_context: ServerSSLContext | None = None
         self.tls_info: TLSInfo | None = None
         self.engine: type | None = None
         self.door: Door | None = None
@@ -188,6 +189,8 @@ class Server:
         state = self.state
         self.door.close()
         state.shutting_down = True
+        if self.ssl_context is not None:
+            self.ssl_context.lingering = False  # idle clients are closed without a wait
         for connection in list(state.connections):
             connection.shutdown()
         if (state.connections or state.tasks) and not self._force:

@@ -14,7 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from ..config import Config, ConfigError
-from .sslobject import ServerSSLObject
+from .sslobject import ServerSSLContext, ServerSSLObject
 
 _VERIFY_MODES = {
     "none": ssl.CERT_NONE,
@@ -29,12 +29,12 @@ class CertificateError(ConfigError):
 
 def create_ssl_context(
     config: Config, certfile: str, keyfile: str | None, alpn_protocols: list[str]
-) -> ssl.SSLContext:
+) -> ServerSSLContext:
     """A server context: TLS 1.2 minimum, ALPN offering `alpn_protocols` in order."""
     _require_file("--certfile", certfile)
     if keyfile is not None:
         _require_file("--keyfile", keyfile)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = ServerSSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     password = config.keyfile_password

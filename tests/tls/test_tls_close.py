@@ -4,6 +4,7 @@ point 8)."""
 
 from __future__ import annotations
 
+import select
 import signal
 import socket
 import ssl
@@ -99,3 +100,36 @@ def test_an_idle_tls_connection_closes_after_the_keep_alive_timeout_with_our_clo
                     tls.recv(1024)
             else:
                 assert tls.recv(1024) == b""
+
+
+def test_a_client_still_sending_when_the_server_closes_reads_the_response(serve, certs):
+    """The close waits for the client's close_notify while the client is still sending (a
+    lingering close): what arrives is read and dropped, so the client reads the 413 rather
+    than the reset a socket closed with unread bytes sends."""
+    async def app(scope, receive, send):
+        pass
+
+    outcomes = []
+    with serve(app, **tls_settings(certs, max_body_size=1000)) as server:
+        for _ in range(5):
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            with certs.client_context().wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000\r\n\r\n")
+                outcomes.append(upload_until_answered(tls))
+    assert outcomes == ["413"] * 5
+
+
+def upload_until_answered(tls: ssl.SSLSocket) -> str:
+    """Send body chunks until the server answers; what the client got: "413", or the error
+    that ended the upload before any answer."""
+    received = b""
+    try:
+        for _ in range(400):
+            tls.sendall(b"x" * 65536)
+            if tls.pending() or select.select([tls], [], [], 0)[0]:
+                received += tls.recv(65536)
+                if b" 413 " in received:
+                    return "413"
+    except (OSError, ssl.SSLError) as exc:
+        return "413" if b" 413 " in received else type(exc).__name__
+    return "no answer"
