@@ -112,4 +112,6 @@ def _still_sending(sock: Any) -> bool:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
     except OSError:
         return False  # the socket is gone: nothing to read, nothing to wait for
+    if len(info) < _LAST_DATA_RECV + 4:
+        return False
     return struct.unpack_from("I", info, _LAST_DATA_RECV)[0] < STILL_SENDING * 1000
