@@ -115,11 +115,11 @@ class Door:
         self.handshake_timeout = config.tls_handshake_timeout or LOOP_HANDSHAKE_TIMEOUT
         self.tls_options: dict[str, Any] = {"ssl": ssl_context}
         if sys.version_info >= (3, 11) or not isinstance(self.loop, asyncio.BaseEventLoop):
-            # What a TLS close may spend handing our last bytes to a client that does not read
-            # them (uvloop waits for that before its close_notify, then aborts): --send-timeout,
-            # the bound on any send; 0 leaves the loop's 30 s. Python 3.10's asyncio takes no
-            # such argument and does not wait there. The peer's close_notify is never awaited
-            # (tls/context.py).
+            # How long a TLS close may take, past which the loop aborts the connection: handing
+            # our last bytes to a client that does not read them (uvloop waits for that before
+            # its close_notify), then reading what a client still sending sends until its
+            # close_notify (tls/sslobject.py). --send-timeout, the bound on any send; 0 leaves
+            # the loop's 30 s. Python 3.10's asyncio takes no such argument.
             self.tls_options["ssl_shutdown_timeout"] = config.send_timeout or None
         self.listeners: dict[socket.socket, asyncio.TimerHandle | None] = {}
         # TLS connections whose client has sent nothing yet, in arrival (so deadline) order.

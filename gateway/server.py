@@ -171,7 +171,7 @@ class Server:
             )
 
     async def _tick(self) -> None:
-        """Once a second: the Date header, and the timeouts of every connection."""
+        """Once a second: the Date header, the door's timeouts, and those of every connection."""
         assert self.state is not None and self.door is not None
         loop = asyncio.get_running_loop()
         state, door = self.state, self.door
