@@ -2,7 +2,8 @@
 
 Over TLS the ALPN result decides (`h2`, else HTTP/1.1) as soon as the handshake is done; on a
 plain listener HTTP/1.1 starts and hands over to HTTP/2 if the first bytes are the HTTP/2
-client preface (h2c with prior knowledge).
+client preface (h2c with prior knowledge). Either way the protocol chosen gets the client's
+ledger, which the door (admission.py) took when it admitted the connection.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from h2.errors import ErrorCodes
 
 from .guards import Ledger
 from .h1.h2c import H2CSwitch, H2CUpgrade
+from .h1.protocol import H1Protocol
 from .h2.protocol import H2Protocol
+from .tls.sslobject import watch_socket
 
 # RFC 9113 section 9.2.2: over TLS 1.2, HTTP/2 needs an ephemeral key exchange and an AEAD
 # cipher; everything else is on the block list.
@@ -23,27 +26,36 @@ _ADEQUATE_TLS12 = ("ECDHE-", "DHE-")
 _AEAD = ("GCM", "CHACHA20", "CCM")
 
 
-class ALPNChoice(asyncio.Protocol):
-    """Stands in for the real protocol until the TLS handshake ends."""
+class ProtocolChoice(asyncio.Protocol):
+    """Stands in for the real protocol until the connection is ready (at once on a plain
+    listener, once the TLS handshake ends on a TLS one), and hands it the client's ledger from
+    the door. `ledger` is None once handed over: the door releases it if it never was."""
 
-    def __init__(self, make_h1: Callable[[], asyncio.Protocol],
-                 make_h2: Callable[[], H2Protocol]) -> None:
+    __slots__ = ("make_h1", "make_h2", "ledger")
+
+    def __init__(self, make_h1: Callable[[], H1Protocol],
+                 make_h2: Callable[[], H2Protocol], ledger: Ledger) -> None:
         self.make_h1 = make_h1
         self.make_h2 = make_h2
+        self.ledger: Ledger | None = ledger
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ledger, self.ledger = self.ledger, None
+        assert ledger is not None
         ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            watch_socket(ssl_object, transport)
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
-            protocol: asyncio.Protocol = self.make_h2()
-            transport.set_protocol(protocol)
-            protocol.connection_made(transport)
+            h2 = self.make_h2()
+            transport.set_protocol(h2)
+            h2.connection_made(transport, ledger=ledger)
             problem = inadequate_security(ssl_object)
             if problem is not None:
-                protocol.refuse(ErrorCodes.INADEQUATE_SECURITY, problem)  # type: ignore[attr-defined]
+                h2.refuse(ErrorCodes.INADEQUATE_SECURITY, problem)
             return
         protocol = self.make_h1()
         transport.set_protocol(protocol)
-        protocol.connection_made(transport)
+        protocol.connection_made(transport, ledger)
 
 
 def inadequate_security(ssl_object: ssl.SSLObject) -> str | None:
@@ -71,6 +83,6 @@ def h2c_switch(make_h2: Callable[[], H2Protocol]) -> H2CSwitch:
                 ledger: Ledger) -> None:
         protocol = make_h2()
         transport.set_protocol(protocol)
-        protocol.connection_made(transport, preamble, request, ledger)
+        protocol.connection_made(transport, preamble, request, ledger=ledger)
 
     return H2CSwitch(prior_knowledge, upgrade)

@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--max-body-size", type=int, default=None, metavar="BYTES",
                      help="larger request bodies get 413 (default: no limit)")
     net.add_argument("--limit-connections", type=int, default=None, metavar="N",
-                     help="connections past N are closed as soon as they are accepted "
-                          "(default: no limit)")
+                     help="connections past N open (TLS handshakes included) are closed as "
+                          "soon as they are accepted; keep N below the descriptor limit "
+                          "(ulimit -n) (default: no limit)")
 
     guard = parser.add_argument_group("hostile clients")
     guard.add_argument("--control-frame-budget", type=int, default=1000, metavar="N",

@@ -82,6 +82,9 @@ class AddressGuard:
         self.block_time = block_time
         self.exempt = exempt
         self.ledgers: dict[Any, Ledger] = {}
+        # Connections admitted and not yet released, whatever their stage (a TLS handshake
+        # included) or protocol: what --limit-connections bounds.
+        self.open = 0
         self.refused = 0  # connections refused because their address was blocked
         self.blocks = 0  # times an address was blocked
 
@@ -101,10 +104,13 @@ class AddressGuard:
                 self.refused += 1
                 return None
         ledger.live += 1
+        self.open += 1
         return ledger
 
     def release(self, ledger: Ledger) -> None:
+        """The connection holding `ledger` is gone; called once per admitted connection."""
         ledger.live -= 1
+        self.open -= 1
 
     def charge(self, ledger: Ledger, cost: int, now: float, what: str) -> bool:
         """`ledger.charge`, and once the budget is overdrawn an offence: False means the caller

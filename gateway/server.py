@@ -16,16 +16,20 @@ from collections.abc import Callable
 from typing import Any
 
 from . import __version__
-from .choice import ALPNChoice, h2c_switch
+from .admission import Door
+from .choice import ProtocolChoice, h2c_switch
 from .config import BindAddress, Config, ConfigError
+from .guards import Ledger
 from .h1.protocol import H1Protocol, engine_class
 from .h2.protocol import H2Protocol
 from .lifespan import Lifespan
 from .loading import ASGIApp, load_app
 from .logs import configure_logging, error_logger
+from .sockets import bind_tcp
 from .state import ServerState
 from .tls.context import create_ssl_context
 from .tls.scope import TLSInfo
+from .tls.sslobject import ServerSSLContext
 
 ALPN_PROTOCOLS = ["h2", "http/1.1"]
 _QUIET_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError)
@@ -42,10 +46,10 @@ class Server:
         self.config = config
         self.app_spec = app if app is not None else config.app
         self.app: ASGIApp | None = None
-        self.ssl_context: ssl.SSLContext | None = None
+        self.ssl_context: ServerSSLContext | None = None
         self.tls_info: TLSInfo | None = None
         self.engine: type | None = None
-        self.listeners: list[asyncio.Server] = []
+        self.door: Door | None = None
         self.bound: list[BindAddress] = []
         self.state: ServerState | None = None
         self.started = asyncio.Event()
@@ -102,7 +106,7 @@ class Server:
         await lifespan.startup()
         self.state = ServerState(self.config, self.app, lifespan.state)
         try:
-            await self._bind()
+            self._bind()
         except BaseException:
             await lifespan.shutdown()
             raise
@@ -126,9 +130,8 @@ class Server:
             self._force = True  # also ends the graceful wait in _shutdown
         self._stop.set()
 
-    async def _bind(self) -> None:
+    def _bind(self) -> None:
         assert self.state is not None and self.engine is not None
-        loop = asyncio.get_running_loop()
         state, engine, tls_info = self.state, self.engine, self.tls_info
 
         def make_h2() -> H2Protocol:
@@ -136,29 +139,26 @@ class Server:
 
         switch = h2c_switch(make_h2) if self.config.h2c and self.ssl_context is None else None
 
-        def make_h1() -> asyncio.Protocol:
+        def make_h1() -> H1Protocol:
             return H1Protocol(state, engine, tls_info, switch)
 
-        def tls_factory() -> asyncio.Protocol:
-            return ALPNChoice(make_h1, make_h2)
+        def make_entry(ledger: Ledger) -> ProtocolChoice:
+            return ProtocolChoice(make_h1, make_h2, ledger)
 
-        factory = tls_factory if self.ssl_context is not None else make_h1
+        listening = []
         for address in self.config.binds:
             try:
-                listener = await loop.create_server(
-                    factory, address.host, address.port, ssl=self.ssl_context,
-                    backlog=self.config.backlog, reuse_address=True,
-                    ssl_handshake_timeout=(
-                        self.config.tls_handshake_timeout or None if self.ssl_context else None
-                    ),
-                )
+                listening.append(bind_tcp(address, self.config.backlog))
             except OSError as exc:
-                for bound in self.listeners:
-                    bound.close()
-                self.listeners.clear()
+                for sockets in listening:
+                    for sock in sockets:
+                        sock.close()
                 raise BindError(f"cannot listen on {address}: {exc.strerror or exc}") from None
-            self.listeners.append(listener)
-            port = listener.sockets[0].getsockname()[1]
+        self.door = door = Door(state, make_entry, self.ssl_context)
+        for address, sockets in zip(self.config.binds, listening, strict=True):
+            for sock in sockets:
+                door.listen(sock)
+            port = sockets[0].getsockname()[1]
             actual = BindAddress(address.host, port)
             self.bound.append(actual)
             scheme = "https" if self.ssl_context else "http"
@@ -171,24 +171,26 @@ class Server:
             )
 
     async def _tick(self) -> None:
-        """Once a second: the Date header, and the timeouts of every connection."""
-        assert self.state is not None
+        """Once a second: the Date header, the door's timeouts, and those of every connection."""
+        assert self.state is not None and self.door is not None
         loop = asyncio.get_running_loop()
-        state = self.state
+        state, door = self.state, self.door
         while True:
             await asyncio.sleep(1.0)
             state.update_date()
             now = loop.time()
+            door.check_timeouts(now)
             for connection in list(state.connections):
                 connection.check_timeouts(now)
             state.guard.sweep(now)
 
     async def _shutdown(self) -> None:
-        assert self.state is not None
+        assert self.state is not None and self.door is not None
         state = self.state
-        for listener in self.listeners:
-            listener.close()
+        self.door.close()
         state.shutting_down = True
+        if self.ssl_context is not None:
+            self.ssl_context.lingering = False  # idle clients are closed without a wait
         for connection in list(state.connections):
             connection.shutdown()
         if (state.connections or state.tasks) and not self._force:
@@ -212,8 +214,7 @@ class Server:
                 task.cancel()
             if state.tasks:
                 await asyncio.wait(list(state.tasks), timeout=5)
-        for listener in self.listeners:
-            await listener.wait_closed()
+        await self.door.wait_closed()
 
     async def _wait_drained(self) -> None:
         """Until every connection and app task is done, or a second signal says stop now."""

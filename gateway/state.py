@@ -11,7 +11,7 @@ from email.utils import formatdate
 from typing import Any, Protocol
 
 from .config import Config
-from .guards import AddressGuard, Ledger
+from .guards import AddressGuard
 from .loading import ASGIApp
 from .ws.session import WebSocketSettings
 
@@ -56,6 +56,11 @@ class ServerState:
         self.date_value = b""
         self.shutting_down = False
         self.connections: set[Connection] = set()
+        # Counters (admission.py): connections closed at accept because --limit-connections
+        # were open, and episodes of accepting paused for want of descriptors or memory.
+        # Connections refused because their address is blocked are `guard.refused`.
+        self.refused_over_limit = 0
+        self.accept_pauses = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.update_date()
 
@@ -63,14 +68,6 @@ class ServerState:
         if self.config.date_header:
             self.date_value = formatdate(usegmt=True).encode("ascii")
             self.date_line = b"date: " + self.date_value + b"\r\n"
-
-    def admit(self, transport: asyncio.BaseTransport) -> Ledger | None:
-        """The ledger a new connection charges, or None (and the connection dropped) when its
-        address is blocked."""
-        ledger = self.guard.admit(transport.get_extra_info("peername"), asyncio.get_running_loop().time())
-        if ledger is None:
-            transport.abort()
-        return ledger
 
     def start_app(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)

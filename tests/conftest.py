@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
 import signal
 import ssl
 import subprocess
@@ -145,11 +146,16 @@ def serve():
 class GatewayProcess:
     """`gateway` run as a user would, from the command line."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None,
+                 max_open_files: int | None = None) -> None:
         self.args = args
         full_env = dict(os.environ, PYTHONUNBUFFERED="1")
         if env:
             full_env.update(env)
+
+        def limit_files() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", *args],
             cwd=cwd,
@@ -157,6 +163,7 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=full_env,
+            preexec_fn=limit_files if max_open_files is not None else None,
         )
         self.lines: list[str] = []
         self.port: int | None = None
@@ -198,11 +205,13 @@ class GatewayProcess:
 
 @pytest.fixture
 def gateway_cli(tmp_path: Path):
-    """Start `python -m gateway ARGS` in a directory; stopped at the end of the test."""
+    """Start `python -m gateway ARGS` in a directory (with at most `max_open_files`
+    descriptors if given); stopped at the end of the test."""
     started: list[GatewayProcess] = []
 
-    def start(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> GatewayProcess:
-        process = GatewayProcess(list(args), cwd or tmp_path, env)
+    def start(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+              max_open_files: int | None = None) -> GatewayProcess:
+        process = GatewayProcess(list(args), cwd or tmp_path, env, max_open_files)
         started.append(process)
         return process
 

@@ -165,6 +165,7 @@ USER_ERRORS = {
     "h2-streams-zero": (["--h2-max-concurrent-streams", "0", "hello:app"],
                         ["--h2-max-concurrent-streams"]),
     "negative-send-timeout": (["--send-timeout", "-5", "hello:app"], ["--send-timeout"]),
+    "limit-connections-zero": (["--limit-connections", "0", "hello:app"], ["--limit-connections"]),
     "unknown-http-engine": (["--http", "h3", "hello:app"], ["h3"]),
     "ws-max-size-zero": (["--ws-max-size", "0", "hello:app"], ["--ws-max-size"]),
     "negative-ws-ping-interval": (["--ws-ping-interval", "-1", "hello:app"], ["--ws-ping-interval"]),

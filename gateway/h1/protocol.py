@@ -112,7 +112,10 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
 
     # -- asyncio callbacks --------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def connection_made(  # type: ignore[override]
+        self, transport: asyncio.BaseTransport, ledger: Ledger
+    ) -> None:
+        """`ledger`: the client's, from the door (admission.py) that admitted the connection."""
         self.transport = transport  # type: ignore[assignment]
         self.client = scope_address(transport.get_extra_info("peername"))
         self.server = scope_address(transport.get_extra_info("sockname"))
@@ -123,10 +126,7 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
             if self.tls_info is not None:
                 self.extensions["tls"] = self.tls_info.extension(ssl_object)
         state = self.state
-        self.ledger = state.admit(transport)
-        if self.ledger is None:
-            self.closing = True
-            return
+        self.ledger = ledger
         self.engine = self.engine_class(self, state.max_head_size, state.server_line, state)
         state.connections.add(self)
         self.idle_since = self.loop.time()

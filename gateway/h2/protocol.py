@@ -90,17 +90,16 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
 
     # -- asyncio callbacks --------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport, preamble: bytes = b"",
-                        upgrade: Any = None, ledger: Ledger | None = None) -> None:
+    def connection_made(  # type: ignore[override]
+        self, transport: asyncio.BaseTransport, preamble: bytes = b"", upgrade: Any = None, *,
+        ledger: Ledger,
+    ) -> None:
         """`preamble`: bytes already read (h2c); `upgrade`: the HTTP/1.1 request that asked for
-        `Upgrade: h2c`, served as stream 1 (RFC 7540 section 3.2); `ledger`: the client's, when
-        the connection began as HTTP/1.1."""
+        `Upgrade: h2c`, served as stream 1 (RFC 7540 section 3.2); `ledger`: the client's, from
+        the door (admission.py) or from HTTP/1.1 when the connection began as that."""
         self.transport = transport  # type: ignore[assignment]
         state = self.state
-        self.ledger = ledger if ledger is not None else state.admit(transport)
-        if self.ledger is None:
-            self.closing = True
-            return
+        self.ledger = ledger
         ssl_object = transport.get_extra_info("ssl_object")
         extensions: dict[str, Any] = {TRAILERS_EXTENSION: {}, EARLY_HINT_EXTENSION: {}}
         if ssl_object is not None and self.tls_info is not None:

@@ -14,7 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from ..config import Config, ConfigError
-from ..logs import error_logger
+from .sslobject import ServerSSLContext, ServerSSLObject
 
 _VERIFY_MODES = {
     "none": ssl.CERT_NONE,
@@ -27,38 +27,14 @@ class CertificateError(ConfigError):
     """A certificate, key or CA file given in the settings cannot be used."""
 
 
-_HANDSHAKE_FAILURES = {
-    "HTTP_REQUEST": "the client spoke plain HTTP to the TLS port",
-    "TLSV1_ALERT_UNKNOWN_CA": "the client does not trust the certificate's CA",
-    "UNSUPPORTED_PROTOCOL": "the client offered only TLS versions older than 1.2",
-    "NO_SHARED_CIPHER": "no cipher in common with the client",
-    "WRONG_VERSION_NUMBER": "the client did not send a TLS handshake",
-}
-
-
-class _HandshakeLoggingSSLObject(ssl.SSLObject):
-    """asyncio and uvloop drop a failed handshake without a word unless the loop runs in debug
-    mode; both call `do_handshake` on this object, so the failure is logged here, once."""
-
-    def do_handshake(self) -> None:
-        try:
-            super().do_handshake()
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise
-        except ssl.SSLError as exc:
-            reason = exc.reason or str(exc)
-            error_logger.debug("TLS handshake failed: %s", _HANDSHAKE_FAILURES.get(reason, reason))
-            raise
-
-
 def create_ssl_context(
     config: Config, certfile: str, keyfile: str | None, alpn_protocols: list[str]
-) -> ssl.SSLContext:
+) -> ServerSSLContext:
     """A server context: TLS 1.2 minimum, ALPN offering `alpn_protocols` in order."""
     _require_file("--certfile", certfile)
     if keyfile is not None:
         _require_file("--keyfile", keyfile)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = ServerSSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     password = config.keyfile_password
@@ -86,7 +62,7 @@ def create_ssl_context(
                 f"cannot load --ca-certs {config.ca_certs!r}: {exc.strerror or exc}"
             ) from None
     context.set_alpn_protocols(alpn_protocols)
-    context.sslobject_class = _HandshakeLoggingSSLObject
+    context.sslobject_class = ServerSSLObject
     return context
 
 

@@ -1,0 +1,288 @@
+"""The door: every connection passes here once, as it is accepted, before any TLS handshake.
+
+gateway accepts connections itself rather than through `loop.create_server`:
+- Admission comes first. A connection past `--limit-connections`, or from an address the guards
+  have blocked, is closed as soon as it is accepted, before a transport, a protocol or any TLS
+  state exists for it. Connections still in their TLS handshake count against the limit.
+- Running out of descriptors (EMFILE) is handled the same on both loops. asyncio logs a
+  traceback per failed accept and schedules a retry for each, up to the backlog per wake-up (a
+  30 MB log in 6 s); libuv accepts and drops every waiting connection without a word. Here
+  accepting pauses for ACCEPT_PAUSE at a time, with one warning per episode, and the clients
+  waiting in the kernel's backlog are served once descriptors free.
+- A TLS connection gets its TLS state (50 KiB with uvloop, 300 KiB with asyncio's loop) only once
+  its first bytes, the ClientHello, arrive; until then it is a bare socket of about 1 KiB, for
+  at most --tls-handshake-timeout.
+
+Every admitted connection holds its client's ledger (guards.py) from here until its protocol's
+`connection_lost`, or until the door drops it before a protocol took it; `AddressGuard.open`
+counts those ledgers, so the count is exact whatever the handshake does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import socket
+import ssl
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .guards import Ledger
+from .logs import error_logger
+from .state import ServerState
+
+try:
+    import resource
+except ImportError:  # not on this platform
+    resource = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from .choice import ProtocolChoice
+
+# Connections accepted per wake-up of a listener: a flood of new connections still leaves the
+# loop to the ones already served, and at 1 ms per turn this is over 100,000 a second.
+ACCEPT_BATCH = 128
+# How long accepting pauses when the process is out of descriptors or memory: long enough not
+# to spin on a listener the kernel keeps reporting readable, short enough that a client
+# waiting in the backlog is served well within a second of a descriptor freeing.
+ACCEPT_PAUSE = 0.5
+# An episode (limit reached, accepting paused) is over once it has not recurred for this long.
+EPISODE_QUIET = 10.0
+# What asyncio and uvloop use when given no handshake timeout (--tls-handshake-timeout 0).
+LOOP_HANDSHAKE_TIMEOUT = 60.0
+
+# accept(2) on Linux passes on errors of the connection being accepted, which is gone; the
+# listener is fine and the next one is accepted.
+_PEER_GONE = frozenset(
+    code for code in (
+        getattr(errno, name, None) for name in (
+            "ECONNABORTED", "EPROTO", "EPERM", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+            "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH",
+        )
+    ) if code is not None
+)
+_ADVICE = {
+    errno.EMFILE: "the process may open {limit} descriptors: raise that (ulimit -n) or set "
+                  "--limit-connections below it",
+    errno.ENFILE: "the system's file table is full (fs.file-max)",
+}
+
+
+class Episode:
+    """Trouble that can last (the connection limit reached, descriptors run out): one warning
+    as it begins, one info line once it has not recurred for EPISODE_QUIET, not a line each."""
+
+    __slots__ = ("since", "last", "count")
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.last = 0.0
+        self.count = 0
+
+    def occurred(self, now: float) -> bool:
+        """Count one occurrence; True when it begins an episode."""
+        self.last = now
+        self.count += 1
+        if self.since is None:
+            self.since = now
+            return True
+        return False
+
+    def ended(self, now: float) -> tuple[float, int] | None:
+        """How long the episode lasted and how often it occurred, if it is over by now."""
+        if self.since is None or now - self.last < EPISODE_QUIET:
+            return None
+        over = (self.last - self.since, self.count)
+        self.since, self.count = None, 0
+        return over
+
+
+class Door:
+    """Accepts from the listeners, admits or refuses, and hands each admitted connection to
+    a loop transport: at once on a plain listener, with TLS once the client has spoken."""
+
+    def __init__(self, state: ServerState, make_entry: Callable[[Ledger], ProtocolChoice],
+                 ssl_context: ssl.SSLContext | None) -> None:
+        config = state.config
+        self.loop = asyncio.get_running_loop()
+        self.state = state
+        self.guard = state.guard
+        self.limit = config.limit_connections
+        self.make_entry = make_entry
+        self.ssl_context = ssl_context
+        self.handshake_timeout = config.tls_handshake_timeout or LOOP_HANDSHAKE_TIMEOUT
+        self.tls_options: dict[str, Any] = {"ssl": ssl_context}
+        if sys.version_info >= (3, 11) or not isinstance(self.loop, asyncio.BaseEventLoop):
+            # How long a TLS close may take, past which the loop aborts the connection: handing
+            # our last bytes to a client that does not read them (uvloop waits for that before
+            # its close_notify), then reading what a client still sending sends until its
+            # close_notify (tls/sslobject.py). --send-timeout, the bound on any send; 0 leaves
+            # the loop's 30 s. Python 3.10's asyncio takes no such argument.
+            self.tls_options["ssl_shutdown_timeout"] = config.send_timeout or None
+        self.listeners: dict[socket.socket, asyncio.TimerHandle | None] = {}
+        # TLS connections whose client has sent nothing yet, in arrival (so deadline) order.
+        self.silent: dict[socket.socket, tuple[Ledger, float]] = {}
+        # Connections being made into transports (and TLS handshakes); `unstarted` ones still
+        # belong to the door, the others to the loop.
+        self.starting: set[asyncio.Task[None]] = set()
+        self.unstarted: set[socket.socket] = set()
+        self.over_limit = Episode()
+        self.starved = Episode()
+
+    def listen(self, listener: socket.socket) -> None:
+        self.listeners[listener] = None
+        self.loop.add_reader(listener, self._accept, listener)
+
+    def check_timeouts(self, now: float) -> None:
+        """Once a second: drop TLS clients silent past the handshake timeout, and say when an
+        episode is over."""
+        expired = []
+        for sock, (_, deadline) in self.silent.items():
+            if deadline > now:
+                break
+            expired.append(sock)
+        for sock in expired:
+            self._drop_silent(sock)
+        over = self.over_limit.ended(now)
+        if over is not None:
+            error_logger.info(
+                "connection limit: accepting again, %d connection(s) refused over %.0fs",
+                over[1], over[0],
+            )
+        over = self.starved.ended(now)
+        if over is not None:
+            error_logger.info("accepting connections again after %.0fs", over[0])
+
+    def close(self) -> None:
+        """Stop accepting (the kernel refuses new clients from now on) and drop the
+        connections no protocol has taken yet: they have not sent a request."""
+        for listener, resume in self.listeners.items():
+            if resume is not None:
+                resume.cancel()
+            self.loop.remove_reader(listener)
+            listener.close()
+        self.listeners.clear()
+        for sock in list(self.silent):
+            self._drop_silent(sock)
+        for task in self.starting:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        if self.starting:
+            await asyncio.wait(list(self.starting))
+
+    # -- accepting ----------------------------------------------------------------------------
+
+    def _accept(self, listener: socket.socket) -> None:
+        now = self.loop.time()
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _PEER_GONE:
+                    continue
+                self._pause(listener, exc, now)
+                return
+            self._admit(sock, peer, now)
+
+    def _pause(self, listener: socket.socket, exc: OSError, now: float) -> None:
+        """Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) or anything else a
+        listener can fail with: retry in a while rather than spin or give up."""
+        self.loop.remove_reader(listener)
+        self.listeners[listener] = self.loop.call_later(ACCEPT_PAUSE, self._resume, listener)
+        if not self.starved.occurred(now):
+            return
+        self.state.accept_pauses += 1
+        name = errno.errorcode.get(exc.errno or 0, "error")
+        advice = _ADVICE.get(exc.errno or 0, "")
+        if advice:
+            advice = "; " + advice.format(limit=_descriptor_limit())
+        error_logger.warning(
+            "cannot accept connections: %s (%s), %d connections open; accepting pauses %gs at a "
+            "time until it works again%s", exc.strerror or exc, name, self.guard.open,
+            ACCEPT_PAUSE, advice,
+        )
+
+    def _resume(self, listener: socket.socket) -> None:
+        self.listeners[listener] = None
+        self.loop.add_reader(listener, self._accept, listener)
+
+    # -- admitting ----------------------------------------------------------------------------
+
+    def _admit(self, sock: socket.socket, peer: Any, now: float) -> None:
+        guard = self.guard
+        if self.limit is not None and guard.open >= self.limit:
+            self.state.refused_over_limit += 1
+            if self.over_limit.occurred(now):
+                error_logger.warning(
+                    "connection limit reached (--limit-connections %d): new connections are "
+                    "closed as they arrive until open ones end", self.limit,
+                )
+            sock.close()
+            return
+        ledger = guard.admit(peer, now)
+        if ledger is None:
+            sock.close()  # the address is blocked; the guard said so when it blocked it
+            return
+        if self.ssl_context is None:
+            self._connect(sock, ledger, {})
+        else:
+            self.silent[sock] = (ledger, now + self.handshake_timeout)
+            self.loop.add_reader(sock, self._spoke, sock)
+
+    def _spoke(self, sock: socket.socket) -> None:
+        """The TLS client's first bytes (or its leaving) arrived: now the handshake."""
+        remaining = self.silent[sock][1] - self.loop.time()
+        if remaining <= 0:
+            self._drop_silent(sock)
+            return
+        self.loop.remove_reader(sock)
+        ledger, _ = self.silent.pop(sock)
+        self._connect(sock, ledger, {**self.tls_options, "ssl_handshake_timeout": remaining})
+
+    def _drop_silent(self, sock: socket.socket) -> None:
+        ledger, _ = self.silent.pop(sock)
+        self.loop.remove_reader(sock)
+        sock.close()
+        self.guard.release(ledger)
+
+    # -- handing over -------------------------------------------------------------------------
+
+    def _connect(self, sock: socket.socket, ledger: Ledger, options: dict[str, Any]) -> None:
+        entry = self.make_entry(ledger)
+        self.unstarted.add(sock)
+        task = self.loop.create_task(self._transport(sock, entry, options))
+        self.starting.add(task)
+        task.add_done_callback(functools.partial(self._connected, sock, entry))
+
+    async def _transport(self, sock: socket.socket, entry: ProtocolChoice,
+                         options: dict[str, Any]) -> None:
+        self.unstarted.discard(sock)  # from here the loop's transport closes the socket
+        try:
+            await self.loop.connect_accepted_socket(lambda: entry, sock, **options)
+        except ssl.SSLError:
+            pass  # logged where it happened (tls/context.py)
+        except (OSError, asyncio.TimeoutError) as exc:  # the client left, or was too slow
+            error_logger.debug("connection ended before a protocol took it: %r", exc)
+
+    def _connected(self, sock: socket.socket, entry: ProtocolChoice, task: asyncio.Task[None]) -> None:
+        self.starting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error_logger.error("cannot serve a connection", exc_info=task.exception())
+        if entry.ledger is not None:  # no protocol took the connection: it ended here
+            self.guard.release(entry.ledger)
+            entry.ledger = None
+        if sock in self.unstarted:  # cancelled before it began (a stop)
+            self.unstarted.discard(sock)
+            sock.close()
+
+
+def _descriptor_limit() -> str:
+    # Imported beforehand: importing needs a descriptor, and there is none left by now.
+    if resource is None:
+        return "so many"
+    return str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
