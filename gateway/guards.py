@@ -17,6 +17,7 @@ connection, as does everyone when `--address-block-time` is 0.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from typing import Any
 
@@ -175,10 +176,13 @@ class StallWatch:
         self.size = 0
         self.since = 0.0
 
-    def stalled_for(self, buffered: int, now: float) -> float:
-        """Seconds since `buffered` (the transport's write buffer size) last shrank; 0.0 while
-        nothing is buffered."""
+    def overdue(self, transport: asyncio.BaseTransport | None, now: float, timeout: float) -> bool:
+        """Whether what `transport` has buffered has not shrunk for more than `timeout`
+        seconds (0: never overdue). Called once a second."""
+        if transport is None or not timeout:
+            return False
+        buffered = transport.get_write_buffer_size()  # type: ignore[attr-defined]
         if buffered < self.size or not self.size:
             self.since = now
         self.size = buffered
-        return now - self.since if buffered else 0.0
+        return bool(buffered) and now - self.since > timeout

@@ -41,6 +41,7 @@ class ServerState:
         self.max_head_size = config.max_head_size
         self.max_body_size = config.max_body_size
         self.keep_alive_timeout = config.keep_alive_timeout
+        self.send_timeout = config.send_timeout
         self.header_timeout = config.header_timeout
         self.body_timeout = config.body_timeout
         self.response_timeout = config.response_timeout

@@ -439,10 +439,7 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         state = self.state
-        transport = self.transport
-        if transport is not None and self.stall.stalled_for(
-            transport.get_write_buffer_size(), now
-        ) > state.config.send_timeout > 0:
+        if self.stall.overdue(self.transport, now, state.send_timeout):
             error_logger.debug("dropping %s: it read nothing for --send-timeout", address_text(self.client))
             self.force_close()
             return

@@ -132,8 +132,7 @@ class H1WebSocket(asyncio.Protocol):
         """An open WebSocket is never idle: pings (--ws-ping-interval) find dead peers. One
         that reads nothing of what waits for it is dropped after --send-timeout even without
         pings, as any HTTP/1.1 client is."""
-        if self.stall.stalled_for(self.transport.get_write_buffer_size(), now) \
-                > self.state.config.send_timeout > 0 and not self.closing:
+        if not self.closing and self.stall.overdue(self.transport, now, self.state.send_timeout):
             error_logger.debug("dropping a WebSocket client: it read nothing for --send-timeout")
             self.force_close()
 

@@ -394,10 +394,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         state = self.state
-        transport = self.transport
-        if transport is not None and self.stall.stalled_for(
-            transport.get_write_buffer_size(), now
-        ) > state.config.send_timeout > 0:
+        if self.stall.overdue(self.transport, now, state.send_timeout):
             error_logger.debug("dropping %s: it read nothing for --send-timeout", _client_text(self))
             self.force_close()
             return
@@ -415,7 +412,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
             self._flush()
         # A peer that keeps a window shut holds an app and its data: zero-window stalls end
         # the connection after --send-timeout (0: never).
-        send_timeout = state.config.send_timeout
+        send_timeout = state.send_timeout
         stalled_before = now - send_timeout
         for stream in list(self.streams.values()):
             if send_timeout and stream.stalled_since is not None and stream.stalled_since < stalled_before:
