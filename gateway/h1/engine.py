@@ -28,7 +28,11 @@ class RequestHandler(Protocol):
     """What an engine calls while parsing (the connection protocol)."""
 
     def on_request(self, method: str, target: bytes, http_version: str, headers: Headers,
-                   keep_alive: bool, body_expected: bool, expect_continue: bool) -> None: ...
+                   keep_alive: bool, body_length: int, switching: bool,
+                   expect_continue: bool) -> None:
+        """A request head, as strict.check_head reads it: `body_length` is 0 (no body), the
+        Content-Length, or strict.CHUNKED; `switching` a request to switch protocols
+        (Upgrade with `Connection: upgrade`)."""
 
     def on_body(self, data: bytes) -> None: ...
 

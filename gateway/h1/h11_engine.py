@@ -84,7 +84,8 @@ class H11Engine:
         self._head_request = method == "HEAD"
         keep_alive = self.conn.their_state is not h11.MUST_CLOSE and _keep_alive(headers, version)
         self.handler.on_request(
-            method, target, version, headers, keep_alive and not switching, length != 0, expect_continue
+            method, target, version, headers, keep_alive and not switching, length, switching,
+            expect_continue,
         )
 
     def start_response(self, status: int, headers: Iterable[Any], body: bytes,

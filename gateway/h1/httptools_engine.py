@@ -110,7 +110,8 @@ class HttptoolsEngine:
         self._framing.append((method == "HEAD", http10))
         self.handler.on_request(
             method, target, version, headers,
-            parser.should_keep_alive() and not http10 and not switching, length != 0, expect_continue,
+            parser.should_keep_alive() and not http10 and not switching, length, switching,
+            expect_continue,
         )
 
     def on_body(self, body: bytes) -> None:

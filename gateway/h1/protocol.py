@@ -24,7 +24,6 @@ from ..asgi import (
     scope_address,
 )
 from ..config import ConfigError
-from ..fields import header_tokens
 from ..guards import Ledger, StallWatch
 from ..logs import access_logger, address_text, error_logger
 from ..reading import ReadingBlocks
@@ -155,25 +154,25 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
         if self.upgrade is not None:
             self._continue_upgrade(data)
             return
-        rest = self._parse(data)
+        if len(data) <= _FEED_SLICE:  # the usual read: nothing to slice
+            try:
+                self.engine.feed(data)
+            except RequestError as exc:
+                self._request_error(exc)
+            rest = b""
+        else:
+            rest = self._parse(data)
         if self.upgrade is not None and self.upgrade.ended:
             self._continue_upgrade(self.engine.upgrade_tail() + rest)
         elif rest:
             self.data_received(rest)
 
     def _parse(self, data: bytes) -> bytes:
-        """Feed the engine a slice at a time, stopping where parsing must wait (a request to
-        answer first, a protocol switch, an error); returns what was not fed. An engine that
-        parses ahead (llhttp) would otherwise queue every request of a large pipelined read."""
+        """Feed the engine a large read a slice at a time, stopping where parsing must wait (a
+        request to answer first, a protocol switch, an error); returns what was not fed. An
+        engine that parses ahead (llhttp) would otherwise queue every request of the read."""
         engine = self.engine
-        size = len(data)
-        if size <= _FEED_SLICE:
-            try:
-                engine.feed(data)
-            except RequestError as exc:
-                self._request_error(exc)
-            return b""
-        for offset in range(0, size, _FEED_SLICE):
+        for offset in range(0, len(data), _FEED_SLICE):
             try:
                 engine.feed(data[offset:offset + _FEED_SLICE])
             except RequestError as exc:
@@ -264,32 +263,29 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
     # -- engine callbacks ---------------------------------------------------------------
 
     def on_request(self, method: str, target: bytes, http_version: str, headers: Headers,
-                   keep_alive: bool, body_expected: bool, expect_continue: bool) -> None:
+                   keep_alive: bool, body_length: int, switching: bool,
+                   expect_continue: bool) -> None:
         # The engine has applied gateway/h1/strict.py: one valid Host, the target in origin
         # form (an absolute-form target's authority is the Host the app sees), sound framing.
         self.idle_since = None
-        upgrade = False
         max_body = self.state.max_body_size
-        for name, value in headers:
-            if name == b"upgrade":
-                upgrade = True
-            elif name == b"content-length" and max_body is not None and int(value) > max_body:
-                raise RequestError(413, f"request body larger than {max_body} bytes")
-        if upgrade and self.current is None and not self.pipeline:
-            if wants_websocket(headers):
-                self._open_websocket(method, target, http_version, headers, body_expected)
-                return
-            if self.h2c is not None:
-                self.upgrade = H2CUpgrade.requested(method, target, headers)
-                if self.upgrade is not None:
-                    return  # its body too must come within --header-timeout
-        if upgrade and body_expected and b"upgrade" in header_tokens(
-            value for name, value in headers if name == b"connection"
-        ):
-            # A protocol switch request served as plain HTTP/1.1: llhttp hands its body over as
-            # the new protocol's bytes, h11 reads it as the body, and a proxy in front may do
-            # either. Refused rather than read one way.
-            raise RequestError(400, "a body on an Upgrade request that is not switched")
+        if max_body is not None and body_length > max_body:
+            raise RequestError(413, f"request body larger than {max_body} bytes")
+        body_expected = body_length != 0
+        if switching:
+            if self.current is None and not self.pipeline:
+                if wants_websocket(headers):
+                    self._open_websocket(method, target, http_version, headers, body_expected)
+                    return
+                if self.h2c is not None:
+                    self.upgrade = H2CUpgrade.requested(method, target, headers)
+                    if self.upgrade is not None:
+                        return  # its body too must come within --header-timeout
+            if body_expected:
+                # A protocol switch request served as plain HTTP/1.1: llhttp hands its body over
+                # as the new protocol's bytes, h11 reads it as the body, and a proxy in front may
+                # do either. Refused rather than read one way.
+                raise RequestError(400, "a body on an Upgrade request that is not switched")
         self.head_since = None
         state = self.state
         scope = self._scope(method, target, http_version, headers)

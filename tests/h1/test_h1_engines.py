@@ -35,7 +35,8 @@ class Parsed:
     version: str
     headers: list[tuple[bytes, bytes]]
     keep_alive: bool
-    body_expected: bool
+    body_length: int
+    switching: bool
     expect_continue: bool
     body: bytes = b""
     ended: bool = False
@@ -45,12 +46,12 @@ class Parsed:
 class Recorder:
     requests: list[Parsed] = field(default_factory=list)
 
-    def on_request(self, method, target, http_version, headers, keep_alive, body_expected,
+    def on_request(self, method, target, http_version, headers, keep_alive, body_length, switching,
                    expect_continue) -> None:
         assert type(target) is bytes
         assert all(type(name) is bytes and type(value) is bytes for name, value in headers)
         self.requests.append(Parsed(method, bytes(target), http_version, list(headers), keep_alive,
-                                    body_expected, expect_continue))
+                                    body_length, switching, expect_continue))
 
     def on_body(self, data: bytes) -> None:
         current = self.requests[-1]
