@@ -459,7 +459,8 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
     def _start(self, exchange: Exchange, keep_alive: bool) -> None:
         self.current = exchange
         self.current_keep_alive = keep_alive
-        self.current_since = self.loop.time()
+        if self.state.response_timeout:
+            self.current_since = self.loop.time()
         exchange.task = self.state.start_app(exchange.run(self.state.app))
 
     def _response_done(self) -> None:

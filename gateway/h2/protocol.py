@@ -257,7 +257,8 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
             return
         stream, app_call = opened
         stream.header_size = header_size
-        stream.opened_at = self.loop.time()
+        if self.state.response_timeout:
+            stream.opened_at = self.loop.time()
         self.headers_held += header_size
         self.streams[stream_id] = stream
         self.ledger.opened += 1  # type: ignore[union-attr]
