@@ -3,38 +3,35 @@
 One `asyncio.Protocol` per connection, driven straight from `data_received`. It owns what is
 per-connection on the wire: keep-alive, pipelining (responses leave in request order), the
 request-body back-pressure on the socket, the write back-pressure on the app, and the errors a
-client can cause. Parsing and framing are the engine's; the ASGI rules are the exchange's.
+client can cause. Parsing and framing are the engine's; the ASGI rules are the exchange's;
+writing responses is `ResponseWriting`'s (responses.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
 from ..asgi import (
     BODY_HIGH_WATER,
     EARLY_HINT_EXTENSION,
-    HEAD_PENDING,
-    START,
     Exchange,
-    ResponseFramingError,
     http_scope,
     scope_address,
 )
 from ..config import ConfigError
 from ..guards import Ledger, StallWatch
-from ..logs import access_logger, address_text, error_logger
+from ..logs import address_text, error_logger
 from ..reading import ReadingBlocks
 from ..state import ServerState
 from ..tls.scope import TLSInfo
 from ..wakeup import Wakeup
 from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request, wants_websocket
 from ..ws.session import WebSocketSession
-from .encode import simple_response
-from .engine import BodyLengthError, Headers, RequestError
+from .engine import Headers, RequestError
 from .h2c import H2CSwitch, H2CUpgrade, speaks_http2
+from .responses import BODY, HELD, WRITE, ResponseWriting
 from .websocket import H1WebSocket
 
 try:
@@ -45,11 +42,6 @@ from .h11_engine import H11Engine
 
 # A large read is parsed this much at a time (see `_parse`).
 _FEED_SLICE = 16 * 1024
-# Why the socket is not being read (any of them is enough).
-_BODY = 1  # a request body the app has not read yet
-_HELD = 2  # held bytes past BODY_HIGH_WATER
-_WRITE = 4  # the client is not reading its responses
-_BROKEN = 8  # a bad request: nothing more is read
 
 
 def engine_class(name: str) -> type:
@@ -61,7 +53,7 @@ def engine_class(name: str) -> type:
     return HttptoolsEngine
 
 
-class H1Protocol(ReadingBlocks, asyncio.Protocol):
+class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
     """One HTTP/1.1 connection (plain or over TLS)."""
 
     def __init__(self, state: ServerState, engine: type, tls_info: TLSInfo | None,
@@ -83,7 +75,7 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
         self.closing = False
         self.broken = False
         self.write_paused = False
-        self.reading_blocked = 0  # _BODY | _HELD | _WRITE | _BROKEN: why the socket is not read
+        self.reading_blocked = 0  # BODY | HELD | WRITE | BROKEN (responses.py): why not read
         self._drained = Wakeup()
         self.stall = StallWatch()
         # Bytes read while a request is being served and nothing more of it is to be read
@@ -187,14 +179,14 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
         self.held.append(data)
         self.held_size += len(data)
         if self.held_size > BODY_HIGH_WATER:
-            self.block_reading(_HELD)
+            self.block_reading(HELD)
 
     def _take_held(self) -> bytes:
         held = self.held
         data = held[0] if len(held) == 1 else b"".join(held)
         held.clear()
         self.held_size = 0
-        self.unblock_reading(_HELD)
+        self.unblock_reading(HELD)
         return data
 
     def _sniff_preface(self, data: bytes) -> bytes:
@@ -250,11 +242,11 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
         # A client that does not read its responses is not read from either: what it sends
         # meanwhile (pipelined requests) waits in its own socket buffer, not in our memory.
         self.write_paused = True
-        self.block_reading(_WRITE)
+        self.block_reading(WRITE)
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.unblock_reading(_WRITE)
+        self.unblock_reading(WRITE)
         self._drained.wake()
         if self.next_after_drain:
             self.next_after_drain = False
@@ -312,7 +304,7 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
                 raise RequestError(413, f"request body larger than {max_body} bytes")
         exchange.feed_body(data)
         if exchange.buffered > BODY_HIGH_WATER:
-            self.block_reading(_BODY)
+            self.block_reading(BODY)
 
     def on_request_end(self) -> None:
         if self.upgrade is not None:
@@ -371,59 +363,6 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
         ledger, self.ledger = self.ledger, None
         assert ledger is not None
         return ledger
-
-    # -- the exchange's carrier calls ----------------------------------------------------
-
-    def write_head(self, exchange: Exchange, status: int, headers: Iterable[Any], body: bytes,
-                   more_body: bool) -> None:
-        if self.closing or exchange is not self.current:
-            return
-        keep_alive = (
-            self.current_keep_alive and exchange.body_complete and not self.state.shutting_down
-        )
-        try:
-            data, self.current_keep_alive = self.engine.start_response(
-                status, headers, body, more_body, keep_alive
-            )
-        except BodyLengthError as exc:
-            self._framing_error(exchange, exc)
-        self.transport.write(data)  # type: ignore[union-attr]
-        if not more_body:
-            self._response_done()
-
-    def write_body(self, exchange: Exchange, body: bytes, more_body: bool) -> None:
-        if self.closing or exchange is not self.current:
-            return
-        try:
-            data = self.engine.body(body, more_body)
-        except BodyLengthError as exc:
-            self._framing_error(exchange, exc)
-        if data:
-            self.transport.write(data)  # type: ignore[union-attr]
-        if not more_body:
-            self._response_done()
-
-    async def drain(self, exchange: Exchange) -> None:
-        if self.write_paused:
-            await self._drained.wait()
-
-    def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None:
-        """103 Early Hints (RFC 8297), to HTTP/1.1 clients only: HTTP/1.0 knows no 1xx."""
-        if self.closing or exchange is not self.current or exchange.scope["http_version"] != "1.1":
-            return
-        hints = [(b"link", link) for link in links]
-        self.transport.write(self.engine.informational(103, hints))  # type: ignore[union-attr]
-
-    def send_continue(self, exchange: Exchange) -> None:
-        if not self.closing and exchange is self.current:
-            self.transport.write(self.engine.informational(100, []))  # type: ignore[union-attr]
-
-    def body_consumed(self, exchange: Exchange, nbytes: int) -> None:
-        self.unblock_reading(_BODY)
-
-    def abort(self, exchange: Exchange) -> None:
-        exchange.feed_disconnect()
-        self._close()
 
     # -- connection management ----------------------------------------------------------
 
@@ -493,51 +432,6 @@ class H1Protocol(ReadingBlocks, asyncio.Protocol):
             self.idle_since = self.loop.time()
             if self.held:
                 self.data_received(self._take_held())
-
-    def _request_error(self, exc: RequestError) -> None:
-        error_logger.debug("invalid request from %s: %s", address_text(self.client), exc.reason)
-        incoming = self.incoming
-        if incoming is not None:
-            # The error is in a request body: that request cannot go on.
-            self.incoming = None
-            incoming.feed_disconnect()
-            if incoming is not self.current:
-                self.pipeline = deque(
-                    exc if not isinstance(item, RequestError) and item[0] is incoming else item
-                    for item in self.pipeline
-                )
-                self._stop_parsing()
-                return
-            if incoming.state is not START and incoming.state is not HEAD_PENDING:
-                # The response has begun: nothing more can be said on this connection.
-                self._close()
-                return
-            self.current = None
-        if self.current is None:
-            self._send_error(exc)
-        else:
-            self.pipeline.append(exc)
-            self._stop_parsing()
-
-    def _send_error(self, exc: RequestError) -> None:
-        state = self.state
-        self.transport.write(  # type: ignore[union-attr]
-            simple_response(exc.status, exc.reason, state.server_line, state.date_line, exc.headers)
-        )
-        if state.log_access:
-            access_logger.info('%s - "-" %d', address_text(self.client), exc.status)
-        self._close()
-
-    def _framing_error(self, exchange: Exchange, exc: BodyLengthError) -> None:
-        exchange.feed_disconnect()
-        self._close()
-        raise ResponseFramingError(str(exc)) from None
-
-    def _stop_parsing(self) -> None:
-        """After a bad request nothing more from this client is read; the responses already
-        owed are still written, then the connection closes."""
-        self.broken = True
-        self.block_reading(_BROKEN)
 
     def _reading_for_next_protocol(self) -> None:
         """The protocol taking the transport over expects it to be read."""

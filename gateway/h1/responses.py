@@ -1,0 +1,153 @@
+"""The response side of an HTTP/1.1 connection: the calls an exchange makes on its carrier
+(head, body, early hints, 100-continue, drain) and the answers gateway writes itself to a
+request it cannot serve.
+
+`ResponseWriting` is a part of `H1Protocol` (protocol.py), kept in a module of its own: the
+connection class reads the request stream and keeps the request cycle, this part writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..asgi import HEAD_PENDING, START, Exchange, ResponseFramingError
+from ..logs import access_logger, address_text, error_logger
+from ..wakeup import Wakeup
+from .encode import simple_response
+from .engine import BodyLengthError, RequestError
+
+if TYPE_CHECKING:
+    from ..state import ServerState
+
+# Why the socket is not being read (any of them is enough).
+BODY = 1  # a request body the app has not read yet
+HELD = 2  # held bytes past BODY_HIGH_WATER
+WRITE = 4  # the client is not reading its responses
+BROKEN = 8  # a bad request: nothing more is read
+
+
+class ResponseWriting:
+    """The carrier calls and the error answers of `H1Protocol`."""
+
+    state: ServerState
+    engine: Any
+    transport: asyncio.Transport | None
+    client: tuple[str, int] | None
+    closing: bool
+    broken: bool
+    write_paused: bool
+    _drained: Wakeup
+    current: Exchange | None
+    current_keep_alive: bool
+    incoming: Exchange | None
+    pipeline: deque[tuple[Exchange, bool] | RequestError]
+
+    if TYPE_CHECKING:  # H1Protocol's own, which this part calls
+        def block_reading(self, reason: int) -> None: ...
+
+        def unblock_reading(self, reason: int) -> None: ...
+
+        def _response_done(self) -> None: ...
+
+        def _close(self) -> None: ...
+
+    # -- the exchange's carrier calls ----------------------------------------------------
+
+    def write_head(self, exchange: Exchange, status: int, headers: Iterable[Any], body: bytes,
+                   more_body: bool) -> None:
+        if self.closing or exchange is not self.current:
+            return
+        keep_alive = (
+            self.current_keep_alive and exchange.body_complete and not self.state.shutting_down
+        )
+        try:
+            data, self.current_keep_alive = self.engine.start_response(
+                status, headers, body, more_body, keep_alive
+            )
+        except BodyLengthError as exc:
+            self._framing_error(exchange, exc)
+        self.transport.write(data)  # type: ignore[union-attr]
+        if not more_body:
+            self._response_done()
+
+    def write_body(self, exchange: Exchange, body: bytes, more_body: bool) -> None:
+        if self.closing or exchange is not self.current:
+            return
+        try:
+            data = self.engine.body(body, more_body)
+        except BodyLengthError as exc:
+            self._framing_error(exchange, exc)
+        if data:
+            self.transport.write(data)  # type: ignore[union-attr]
+        if not more_body:
+            self._response_done()
+
+    async def drain(self, exchange: Exchange) -> None:
+        if self.write_paused:
+            await self._drained.wait()
+
+    def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None:
+        """103 Early Hints (RFC 8297), to HTTP/1.1 clients only: HTTP/1.0 knows no 1xx."""
+        if self.closing or exchange is not self.current or exchange.scope["http_version"] != "1.1":
+            return
+        hints = [(b"link", link) for link in links]
+        self.transport.write(self.engine.informational(103, hints))  # type: ignore[union-attr]
+
+    def send_continue(self, exchange: Exchange) -> None:
+        if not self.closing and exchange is self.current:
+            self.transport.write(self.engine.informational(100, []))  # type: ignore[union-attr]
+
+    def body_consumed(self, exchange: Exchange, nbytes: int) -> None:
+        self.unblock_reading(BODY)
+
+    def abort(self, exchange: Exchange) -> None:
+        exchange.feed_disconnect()
+        self._close()
+
+    def _request_error(self, exc: RequestError) -> None:
+        error_logger.debug("invalid request from %s: %s", address_text(self.client), exc.reason)
+        incoming = self.incoming
+        if incoming is not None:
+            # The error is in a request body: that request cannot go on.
+            self.incoming = None
+            incoming.feed_disconnect()
+            if incoming is not self.current:
+                self.pipeline = deque(
+                    exc if not isinstance(item, RequestError) and item[0] is incoming else item
+                    for item in self.pipeline
+                )
+                self._stop_parsing()
+                return
+            if incoming.state is not START and incoming.state is not HEAD_PENDING:
+                # The response has begun: nothing more can be said on this connection.
+                self._close()
+                return
+            self.current = None
+        if self.current is None:
+            self._send_error(exc)
+        else:
+            self.pipeline.append(exc)
+            self._stop_parsing()
+
+    def _send_error(self, exc: RequestError) -> None:
+        state = self.state
+        self.transport.write(  # type: ignore[union-attr]
+            simple_response(exc.status, exc.reason, state.server_line, state.date_line, exc.headers)
+        )
+        if state.log_access:
+            access_logger.info('%s - "-" %d', address_text(self.client), exc.status)
+        self._close()
+
+    def _framing_error(self, exchange: Exchange, exc: BodyLengthError) -> None:
+        exchange.feed_disconnect()
+        self._close()
+        raise ResponseFramingError(str(exc)) from None
+
+    def _stop_parsing(self) -> None:
+        """After a bad request nothing more from this client is read; the responses already
+        owed are still written, then the connection closes."""
+        self.broken = True
+        self.block_reading(BROKEN)
