@@ -52,6 +52,9 @@ _SOCKET = 2
 # After a connection error's GOAWAY: long enough for it to leave, short enough that a TLS
 # client flooding on is not decrypted for long while its close_notify is awaited.
 _ERROR_GRACE = 0.25
+# Why a client's budget ran dry, as logged.
+_FRAMES_PAST_BUDGET = "too many frames that carry no request (--control-frame-budget)"
+_RESETS_PAST_BUDGET = "too many streams refused or malformed (--control-frame-budget)"
 
 
 class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
@@ -138,8 +141,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
             return
         meter = self.meter
         cut = meter.measure(data, self.receiving)
-        if meter.cost and not self.ledger.charge(meter.cost, self.loop.time()):  # type: ignore[union-attr]
-            self.calm_down("too many frames that carry no request (--control-frame-budget)")
+        if meter.cost and not self._charge(meter.cost, _FRAMES_PAST_BUDGET):
             return
         if meter.in_header_block:
             if self.header_block_since is None:
@@ -246,8 +248,15 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
     def _reset_for_client(self, stream_id: int, code: ErrorCodes) -> None:
         """A reset the client made the server send costs it like a control frame would."""
         self.conn.reset_stream(stream_id, code)
-        if not self.ledger.charge(1, self.loop.time()):  # type: ignore[union-attr]
-            self.calm_down("too many streams refused or malformed (--control-frame-budget)")
+        self._charge(1, _RESETS_PAST_BUDGET)
+
+    def _charge(self, cost: int, reason: str) -> bool:
+        """Charge the client's budget (guards.py); past it, the connection ends (`calm_down`)
+        and False is returned."""
+        if self.ledger.charge(cost, self.loop.time()):  # type: ignore[union-attr]
+            return True
+        self.calm_down(reason)
+        return False
 
     def _open_stream(self, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
                      ended: bool, header_size: int = 0) -> None:
@@ -309,8 +318,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
 
     def _on_stream_refused(self, event: StreamRefused) -> None:
         # Past the stream limit (settings.py), reset already: it costs as _reset_for_client's do.
-        if not self.ledger.charge(1, self.loop.time()):  # type: ignore[union-attr]
-            self.calm_down("too many streams refused or malformed (--control-frame-budget)")
+        self._charge(1, _RESETS_PAST_BUDGET)
 
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
         if self.drains.ended(event.stream_id):
