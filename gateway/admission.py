@@ -27,7 +27,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .guards import Ledger
 from .logs import error_logger
@@ -99,21 +99,25 @@ class Episode:
         return over
 
 
+class Route(NamedTuple):
+    """How a listener's connections are served."""
+
+    make_entry: Callable[[Ledger], ProtocolChoice]
+    ssl_context: ssl.SSLContext | None
+
+
 class Door:
     """Accepts from the listeners, admits or refuses, and hands each admitted connection to
     a loop transport: at once on a plain listener, with TLS once the client has spoken."""
 
-    def __init__(self, state: ServerState, make_entry: Callable[[Ledger], ProtocolChoice],
-                 ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(self, state: ServerState) -> None:
         config = state.config
         self.loop = asyncio.get_running_loop()
         self.state = state
         self.guard = state.guard
         self.limit = config.limit_connections
-        self.make_entry = make_entry
-        self.ssl_context = ssl_context
         self.handshake_timeout = config.tls_handshake_timeout or LOOP_HANDSHAKE_TIMEOUT
-        self.tls_options: dict[str, Any] = {"ssl": ssl_context}
+        self.tls_options: dict[str, Any] = {}
         if sys.version_info >= (3, 11) or not isinstance(self.loop, asyncio.BaseEventLoop):
             # How long a TLS close may take, past which the loop aborts the connection: handing
             # our last bytes to a client that does not read them (uvloop waits for that before
@@ -122,8 +126,10 @@ class Door:
             # the loop's 30 s. Python 3.10's asyncio takes no such argument.
             self.tls_options["ssl_shutdown_timeout"] = config.send_timeout or None
         self.listeners: dict[socket.socket, asyncio.TimerHandle | None] = {}
+        # How each listener's connections are served: the protocol entry, and TLS or not.
+        self.routes: dict[socket.socket, Route] = {}
         # TLS connections whose client has sent nothing yet, in arrival (so deadline) order.
-        self.silent: dict[socket.socket, tuple[Ledger, float]] = {}
+        self.silent: dict[socket.socket, tuple[Ledger, float, Route]] = {}
         # Connections being made into transports (and TLS handshakes); `unstarted` ones still
         # belong to the door, the others to the loop.
         self.starting: set[asyncio.Task[None]] = set()
@@ -131,15 +137,22 @@ class Door:
         self.over_limit = Episode()
         self.starved = Episode()
 
-    def listen(self, listener: socket.socket) -> None:
+    def listen(self, listener: socket.socket, make_entry: Callable[[Ledger], ProtocolChoice],
+               ssl_context: ssl.SSLContext | None) -> None:
         self.listeners[listener] = None
+        self.routes[listener] = Route(make_entry, ssl_context)
         self.loop.add_reader(listener, self._accept, listener)
+
+    @property
+    def busy(self) -> bool:
+        """Connections accepted that no protocol has taken yet (TLS handshakes included)."""
+        return bool(self.silent or self.starting)
 
     def check_timeouts(self, now: float) -> None:
         """Once a second: drop TLS clients silent past the handshake timeout, and say when an
         episode is over."""
         expired = []
-        for sock, (_, deadline) in self.silent.items():
+        for sock, (_, deadline, _) in self.silent.items():
             if deadline > now:
                 break
             expired.append(sock)
@@ -156,14 +169,18 @@ class Door:
             error_logger.info("accepting connections again after %.0fs", over[0])
 
     def close(self) -> None:
-        """Stop accepting (the kernel refuses new clients from now on) and drop the
-        connections no protocol has taken yet: they have not sent a request."""
+        """Stop accepting; this process's copy of each listener is closed. Connections
+        already accepted go on to be served: a client whose TLS handshake was under way when a
+        worker was told to stop still gets its answer."""
         for listener, resume in self.listeners.items():
             if resume is not None:
                 resume.cancel()
             self.loop.remove_reader(listener)
             listener.close()
         self.listeners.clear()
+
+    def abort(self) -> None:
+        """Drop the connections no protocol has taken yet: the grace period is over."""
         for sock in list(self.silent):
             self._drop_silent(sock)
         for task in self.starting:
@@ -187,7 +204,7 @@ class Door:
                     continue
                 self._pause(listener, exc, now)
                 return
-            self._admit(sock, peer, now)
+            self._admit(sock, peer, now, self.routes[listener])
 
     def _pause(self, listener: socket.socket, exc: OSError, now: float) -> None:
         """Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) or anything else a
@@ -213,7 +230,7 @@ class Door:
 
     # -- admitting ----------------------------------------------------------------------------
 
-    def _admit(self, sock: socket.socket, peer: Any, now: float) -> None:
+    def _admit(self, sock: socket.socket, peer: Any, now: float, route: Route) -> None:
         guard = self.guard
         if self.limit is not None and guard.open >= self.limit:
             self.state.refused_over_limit += 1
@@ -228,10 +245,10 @@ class Door:
         if ledger is None:
             sock.close()  # the address is blocked; the guard said so when it blocked it
             return
-        if self.ssl_context is None:
-            self._connect(sock, ledger, {})
+        if route.ssl_context is None:
+            self._connect(sock, ledger, route, {})
         else:
-            self.silent[sock] = (ledger, now + self.handshake_timeout)
+            self.silent[sock] = (ledger, now + self.handshake_timeout, route)
             self.loop.add_reader(sock, self._spoke, sock)
 
     def _spoke(self, sock: socket.socket) -> None:
@@ -241,19 +258,22 @@ class Door:
             self._drop_silent(sock)
             return
         self.loop.remove_reader(sock)
-        ledger, _ = self.silent.pop(sock)
-        self._connect(sock, ledger, {**self.tls_options, "ssl_handshake_timeout": remaining})
+        ledger, _, route = self.silent.pop(sock)
+        self._connect(sock, ledger, route, {
+            **self.tls_options, "ssl": route.ssl_context, "ssl_handshake_timeout": remaining,
+        })
 
     def _drop_silent(self, sock: socket.socket) -> None:
-        ledger, _ = self.silent.pop(sock)
+        ledger, _, _ = self.silent.pop(sock)
         self.loop.remove_reader(sock)
         sock.close()
         self.guard.release(ledger)
 
     # -- handing over -------------------------------------------------------------------------
 
-    def _connect(self, sock: socket.socket, ledger: Ledger, options: dict[str, Any]) -> None:
-        entry = self.make_entry(ledger)
+    def _connect(self, sock: socket.socket, ledger: Ledger, route: Route,
+                 options: dict[str, Any]) -> None:
+        entry = route.make_entry(ledger)
         self.unstarted.add(sock)
         task = self.loop.create_task(self._transport(sock, entry, options))
         self.starting.add(task)

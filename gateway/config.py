@@ -19,6 +19,7 @@ LIFESPAN_MODES = ("auto", "on", "off")
 LOOPS = ("auto", "asyncio", "uvloop")
 HTTP_ENGINES = ("auto", "h11", "httptools")
 VERIFY_MODES = ("none", "optional", "required")
+INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _BIND_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)$")
@@ -43,16 +44,59 @@ class BindAddress:
         return f"{self.url_host}:{self.port}"
 
 
-def parse_bind(text: str) -> BindAddress:
+@dataclass(frozen=True)
+class UnixBind:
+    """`unix:PATH`: a Unix domain socket file."""
+
+    path: str
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}"
+
+
+@dataclass(frozen=True)
+class InheritedBind:
+    """`fd://N`: a listening socket a parent process passed as descriptor N, or `systemd`:
+    every socket systemd passed (LISTEN_FDS), `fd` None."""
+
+    fd: int | None
+
+    def __str__(self) -> str:
+        return "systemd" if self.fd is None else f"fd://{self.fd}"
+
+
+Bind = BindAddress | UnixBind | InheritedBind
+
+
+def parse_listen(text: str, flag: str = "--bind") -> Bind:
+    """Any listening address: `HOST:PORT`, `unix:PATH`, `fd://N` or `systemd`."""
+    text = text.strip()
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if not path:
+            raise ConfigError(f"invalid {flag} {text!r}: expected unix:PATH, for example unix:/run/app.sock")
+        return UnixBind(path)
+    if text.startswith("fd://"):
+        number = text[len("fd://"):]
+        if not number.isdigit():
+            raise ConfigError(f"invalid {flag} {text!r}: expected fd://N, N a descriptor number")
+        return InheritedBind(int(number))
+    if text == "systemd":
+        return InheritedBind(None)
+    return parse_bind(text, flag)
+
+
+def parse_bind(text: str, flag: str = "--bind") -> BindAddress:
     """Parse `HOST:PORT`, `[::1]:PORT` or `:PORT` (all interfaces)."""
     match = _BIND_RE.match(text.strip())
     if match is None:
         raise ConfigError(
-            f"invalid --bind {text!r}: expected HOST:PORT, for example 127.0.0.1:8000 or [::1]:8443"
+            f"invalid {flag} {text!r}: expected HOST:PORT (for example 127.0.0.1:8000 or"
+            " [::1]:8443), unix:PATH, fd://N or systemd"
         )
     port = int(match["port"])
     if not 0 <= port <= 65535:
-        raise ConfigError(f"invalid --bind {text!r}: port must be between 0 and 65535")
+        raise ConfigError(f"invalid {flag} {text!r}: port must be between 0 and 65535")
     host = match["v6"] if match["v6"] is not None else match["host"]
     return BindAddress(host or "0.0.0.0", port)
 
@@ -66,8 +110,23 @@ class Config:
     factory: bool = False
     app_dir: str | None = None
 
-    bind: list[str] = field(default_factory=lambda: [DEFAULT_BIND])
+    # Empty: the sockets systemd passed (LISTEN_FDS) when there are any, else DEFAULT_BIND.
+    bind: list[str] = field(default_factory=list)
+    insecure_bind: list[str] = field(default_factory=list)
     backlog: int = 2048
+    unix_socket_mode: str = "666"
+
+    workers: int = 1
+    worker_timeout: float = 30.0
+    max_requests: int | None = None
+    max_requests_jitter: int = 0
+    reload: bool = False
+    reload_dirs: list[str] = field(default_factory=list)
+    reload_includes: list[str] = field(default_factory=list)
+    reload_excludes: list[str] = field(default_factory=list)
+    reload_delay: float = 0.25
+    env_file: str | None = None
+    interface: str = "auto"
 
     certfile: str | None = None
     keyfile: str | None = None
@@ -118,16 +177,41 @@ class Config:
     ws_per_message_deflate: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.bind, str):
-            self.bind = [self.bind]
+        for name in ("bind", "insecure_bind", "reload_dirs", "reload_includes", "reload_excludes"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
         self.validate()
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
     @property
-    def binds(self) -> list[BindAddress]:
-        return [parse_bind(text) for text in self.bind]
+    def binds(self) -> list[Bind]:
+        """Where to listen: TLS when a certificate is given, plain otherwise."""
+        return [parse_listen(text) for text in self.bind]
+
+    @property
+    def insecure_binds(self) -> list[Bind]:
+        """Plain listeners beside TLS ones (--insecure-bind)."""
+        return [parse_listen(text, "--insecure-bind") for text in self.insecure_bind]
+
+    @property
+    def socket_mode(self) -> int:
+        try:
+            mode = int(self.unix_socket_mode, 8)
+        except (TypeError, ValueError):
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ConfigError(
+                f"invalid --unix-socket-mode {self.unix_socket_mode!r}: expected octal permissions"
+                " such as 660"
+            )
+        return mode
+
+    @property
+    def uses_supervisor(self) -> bool:
+        """Worker processes under a supervisor: several, reloaded, or recycled."""
+        return self.workers > 1 or self.reload or self.max_requests is not None
 
     @property
     def exempt_networks(self) -> list[IPNetwork]:
@@ -157,18 +241,45 @@ class Config:
         _choice("--loop", self.loop, LOOPS)
         _choice("--http", self.http, HTTP_ENGINES)
         _choice("--verify-mode", self.verify_mode, VERIFY_MODES)
-        if not self.bind:
-            raise ConfigError("at least one --bind address is needed")
+        _choice("--interface", self.interface, INTERFACES)
         self.binds  # noqa: B018 - parsing is the validation
+        self.insecure_binds  # noqa: B018
+        self.socket_mode  # noqa: B018
         for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout", "send_timeout",
                      "header_timeout", "body_timeout", "response_timeout", "address_block_time",
-                     "ws_ping_interval", "ws_ping_timeout", "ws_close_timeout"):
+                     "ws_ping_interval", "ws_ping_timeout", "ws_close_timeout", "reload_delay"):
             _non_negative(name, getattr(self, name))
         for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size",
-                     "h2_max_headers_held", "control_frame_budget", "ws_max_size"):
+                     "h2_max_headers_held", "control_frame_budget", "ws_max_size", "workers"):
             _positive_int(name, getattr(self, name))
-        if self.limit_connections is not None:
-            _positive_int("limit_connections", self.limit_connections)
+        for name in ("limit_connections", "max_requests"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if not isinstance(self.max_requests_jitter, int) or self.max_requests_jitter < 0:
+            raise ConfigError(
+                f"invalid --max-requests-jitter {self.max_requests_jitter!r}: it must be a whole"
+                " number >= 0"
+            )
+        if not isinstance(self.worker_timeout, (int, float)) or self.worker_timeout < 2:
+            raise ConfigError(
+                f"invalid --worker-timeout {self.worker_timeout!r}: it must be at least 2 seconds,"
+                " since a worker reports once a second"
+            )
+        if self.interface == "wsgi":
+            raise ConfigError(
+                "--interface wsgi: gateway serves ASGI apps only for now; wrap a WSGI app with"
+                " a2wsgi (WSGIMiddleware) or asgiref's WsgiToAsgi"
+            )
+        if self.uses_supervisor and self.app is not None and not isinstance(self.app, str):
+            raise ConfigError(
+                "--workers, --reload and --max-requests start the app in new processes, so they"
+                " need it as an import string such as 'main:app', not an object"
+            )
+        if self.insecure_bind and not self.is_tls:
+            raise ConfigError(
+                "--insecure-bind adds plain listeners beside TLS ones: it needs --certfile or"
+                " --dev-tls (without TLS, every --bind is plain already)"
+            )
         if isinstance(self.address_guard_exempt, str):
             self.address_guard_exempt = [
                 part for part in self.address_guard_exempt.split(",") if part.strip()

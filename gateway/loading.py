@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -23,7 +25,37 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class AppLoadError(ConfigError):
-    """The application named on the command line could not be loaded."""
+    """The application named on the command line could not be loaded. `details` is the
+    app's own traceback when its code raised, for the user to see their file and line."""
+
+    def __init__(self, message: str, details: str | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+_GATEWAY_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of an exception raised by the user's code, without gateway's frames and
+    importlib's, which say nothing about the mistake."""
+    report = traceback.TracebackException.from_exception(exc)
+    seen: set[int] = set()
+    pending = [report]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.stack = traceback.StackSummary.from_list(
+            [frame for frame in current.stack if not _internal(frame.filename)]
+        )
+        pending += [chained for chained in (current.__cause__, current.__context__) if chained]
+    return "".join(report.format())
+
+
+def _internal(filename: str) -> bool:
+    return filename.startswith(_GATEWAY_DIR) or filename.startswith("<frozen importlib")
 
 
 def import_from_string(spec: str, app_dir: str | None = None) -> Any:
@@ -42,9 +74,11 @@ def import_from_string(spec: str, app_dir: str | None = None) -> Any:
                 f"could not import module {module_name!r}: no such module"
                 + (f" in {app_dir!r}" if app_dir else " (use --app-dir to say where it is)")
             ) from None
-        raise AppLoadError(f"error while importing {module_name!r}: {describe_exception(exc)}") from exc
+        raise AppLoadError(f"error while importing {module_name!r}: {describe_exception(exc)}",
+                           user_traceback(exc)) from exc
     except Exception as exc:
-        raise AppLoadError(f"error while importing {module_name!r}: {describe_exception(exc)}") from exc
+        raise AppLoadError(f"error while importing {module_name!r}: {describe_exception(exc)}",
+                           user_traceback(exc)) from exc
     value: Any = module
     for attr in attrs.split("."):
         try:
@@ -56,8 +90,10 @@ def import_from_string(spec: str, app_dir: str | None = None) -> Any:
     return value
 
 
-def load_app(app: Any, factory: bool = False, app_dir: str | None = None) -> ASGIApp:
-    """Load and normalise the app: import it, call the factory, wrap ASGI 2 apps."""
+def load_app(app: Any, factory: bool = False, app_dir: str | None = None,
+             interface: str = "auto") -> ASGIApp:
+    """Load and normalise the app: import it, call the factory, wrap ASGI 2 apps (detected,
+    or as `interface` says)."""
     if isinstance(app, str):
         app = import_from_string(app, app_dir)
     if factory:
@@ -66,14 +102,17 @@ def load_app(app: Any, factory: bool = False, app_dir: str | None = None) -> ASG
         try:
             app = app()
         except Exception as exc:
-            raise AppLoadError(f"the app factory raised {describe_exception(exc)}") from exc
+            raise AppLoadError(f"the app factory raised {describe_exception(exc)}",
+                               user_traceback(exc)) from exc
     if not callable(app):
         raise AppLoadError(f"the app must be an ASGI callable, got {type(app).__name__}")
     if _looks_like_factory(app) and not factory:
         raise AppLoadError(
             "the app takes no arguments: if it is a factory that builds the app, add --factory"
         )
-    return app if is_asgi3(app) else ASGI2Adapter(app)
+    if interface == "asgi3" or (interface == "auto" and is_asgi3(app)):
+        return app
+    return ASGI2Adapter(app)
 
 
 def is_asgi3(app: Any) -> bool:

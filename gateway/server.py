@@ -1,48 +1,62 @@
-"""Binds the listeners, runs lifespan, tracks connections, stops gracefully.
+"""One server process: serves its listeners on one event loop, tracks connections, stops
+gracefully.
 
 Everything a user can get wrong (app path, certificates, addresses) is checked in `prepare`,
-before the event loop runs and before anything is bound.
+before the event loop runs: the app is loaded, the certificates read, and every listener bound
+(or adopted from the supervisor) before lifespan start-up and before the first `listening on`
+line. A failure leaves nothing bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import random
 import signal
 import ssl
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from . import __version__
 from .admission import Door
 from .choice import ProtocolChoice, h2c_switch
-from .config import BindAddress, Config, ConfigError
+from .config import Config, ConfigError
 from .guards import Ledger
 from .h1.protocol import H1Protocol, engine_class
 from .h2.protocol import H2Protocol
 from .lifespan import Lifespan
 from .loading import ASGIApp, load_app
 from .logs import configure_logging, error_logger
-from .sockets import bind_tcp
+from .sockets import BindError, Listener, open_listeners
 from .state import ServerState
-from .tls.context import create_ssl_context
+from .tls.context import certificate_files, create_ssl_context
 from .tls.scope import TLSInfo
 from .tls.sslobject import ServerSSLContext
+
+__all__ = ["BindError", "Server", "run", "serve"]
 
 ALPN_PROTOCOLS = ["h2", "http/1.1"]
 _QUIET_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError)
 
 
-class BindError(ConfigError):
-    """A listening address could not be bound."""
+class SupervisorLink(Protocol):
+    """What a worker tells its supervisor (worker.py): alive, ready, due for recycling."""
+
+    def ready(self) -> None: ...
+
+    def beat(self) -> None: ...
+
+    def recycle(self) -> None: ...
 
 
 class Server:
     """One server: its listeners, its connections and its lifecycle."""
 
-    def __init__(self, config: Config, app: Any = None) -> None:
+    def __init__(self, config: Config, app: Any = None, listeners: list[Listener] | None = None,
+                 link: SupervisorLink | None = None) -> None:
         self.config = config
         self.app_spec = app if app is not None else config.app
         self.app: ASGIApp | None = None
@@ -50,7 +64,11 @@ class Server:
         self.tls_info: TLSInfo | None = None
         self.engine: type | None = None
         self.door: Door | None = None
-        self.bound: list[BindAddress] = []
+        # Sockets a supervisor bound are adopted; otherwise `prepare` binds (and `serve` closes).
+        self.bound: list[Listener] = listeners or []
+        self.owns_listeners = listeners is None
+        self.link = link
+        self.max_requests: int | None = None
         self.state: ServerState | None = None
         self.started = asyncio.Event()
         self._stop: asyncio.Event | None = None
@@ -59,38 +77,29 @@ class Server:
     # -- before the loop -----------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Load the app and certificates; raises ConfigError with a one-line message."""
+        """Load the app and certificates, then bind. Raises ConfigError with a one-line
+        message (AppLoadError with the app's own traceback), leaving nothing bound."""
         config = self.config
         config.validate()
         self.engine = engine_class(config.http)
         if self.app_spec is None:
             raise ConfigError("no app given: name one as MODULE:ATTRIBUTE, for example main:app")
-        self.app = load_app(self.app_spec, config.factory, config.app_dir)
-        material = self._tls_material()
+        self.app = load_app(self.app_spec, config.factory, config.app_dir, config.interface)
+        material = certificate_files(config)
         if material is not None:
             certfile, keyfile = material
             self.ssl_context = create_ssl_context(config, certfile, keyfile, ALPN_PROTOCOLS)
             self.tls_info = TLSInfo(self.ssl_context, certfile)
+        if config.max_requests is not None:
+            self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
+        if self.owns_listeners and not self.bound:
+            self.bound = open_listeners(config)
 
-    def _tls_material(self) -> tuple[str, str | None] | None:
-        config = self.config
-        if config.dev_tls:
-            from .tls.devcerts import ensure_dev_certificates, trust_instructions
-
-            certs, created = ensure_dev_certificates(config.certs_dir)
-            if created:
-                first = config.binds[0]
-                url = f"https://{_display_host(first.host)}:{first.port}"
-                error_logger.info("created development certificates in %s", certs.directory)
-                error_logger.info("%s", trust_instructions(certs, url))
-            else:
-                error_logger.info(
-                    "using development certificates in %s (trust %s)", certs.directory, certs.ca_cert
-                )
-            return str(certs.cert), str(certs.key)
-        if config.certfile:
-            return config.certfile, config.keyfile
-        return None
+    def close_listeners(self) -> None:
+        """Close the listeners this server bound, removing its Unix socket files."""
+        if self.owns_listeners:
+            for listener in self.bound:
+                listener.close()
 
     # -- on the loop ---------------------------------------------------------------------
 
@@ -99,28 +108,36 @@ class Server:
         if self.app is None:
             self.prepare()
         assert self.app is not None
+        try:
+            await self._serve(self.app)
+        finally:
+            self.close_listeners()
+
+    async def _serve(self, app: ASGIApp) -> None:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_exception_handler)
         self._stop = asyncio.Event()
-        lifespan = Lifespan(self.app, self.config.lifespan)
-        await lifespan.startup()
-        self.state = ServerState(self.config, self.app, lifespan.state)
-        try:
-            self._bind()
-        except BaseException:
-            await lifespan.shutdown()
-            raise
+        # Installed before lifespan start-up, so that a signal during it stops the server
+        # gracefully instead of killing the process (a worker told to stop while booting).
         restore_signals = self._install_signal_handlers()
-        ticker = loop.create_task(self._tick())
-        self.started.set()
         try:
-            await self._stop.wait()
+            lifespan = Lifespan(app, self.config.lifespan)
+            await lifespan.startup()
+            self.state = ServerState(self.config, app, lifespan.state)
+            self._listen()
+            ticker = loop.create_task(self._tick())
+            self.started.set()
+            if self.link is not None:
+                self.link.ready()
+            try:
+                await self._stop.wait()
+            finally:
+                ticker.cancel()
+                await self._shutdown()
+                await lifespan.shutdown()
+                error_logger.info("stopped")
         finally:
-            ticker.cancel()
-            await self._shutdown()
             restore_signals()
-            await lifespan.shutdown()
-            error_logger.info("stopped")
 
     def request_shutdown(self, force: bool = False) -> None:
         """Begin a graceful stop; a second request (or `force`) skips the grace period."""
@@ -130,45 +147,43 @@ class Server:
             self._force = True  # also ends the graceful wait in _shutdown
         self._stop.set()
 
-    def _bind(self) -> None:
+    def _listen(self) -> None:
+        """Start accepting on every listener and say so."""
         assert self.state is not None and self.engine is not None
         state, engine, tls_info = self.state, self.engine, self.tls_info
 
         def make_h2() -> H2Protocol:
             return H2Protocol(state, tls_info)
 
-        switch = h2c_switch(make_h2) if self.config.h2c and self.ssl_context is None else None
+        def make_plain_h2() -> H2Protocol:
+            return H2Protocol(state, None)
+
+        switch = h2c_switch(make_plain_h2) if self.config.h2c else None
 
         def make_h1() -> H1Protocol:
-            return H1Protocol(state, engine, tls_info, switch)
+            return H1Protocol(state, engine, tls_info, None)
 
-        def make_entry(ledger: Ledger) -> ProtocolChoice:
+        def make_plain_h1() -> H1Protocol:
+            return H1Protocol(state, engine, None, switch)
+
+        def tls_entry(ledger: Ledger) -> ProtocolChoice:
             return ProtocolChoice(make_h1, make_h2, ledger)
 
-        listening = []
-        for address in self.config.binds:
-            try:
-                listening.append(bind_tcp(address, self.config.backlog))
-            except OSError as exc:
-                for sockets in listening:
-                    for sock in sockets:
-                        sock.close()
-                raise BindError(f"cannot listen on {address}: {exc.strerror or exc}") from None
-        self.door = door = Door(state, make_entry, self.ssl_context)
-        for address, sockets in zip(self.config.binds, listening, strict=True):
-            for sock in sockets:
-                door.listen(sock)
-            port = sockets[0].getsockname()[1]
-            actual = BindAddress(address.host, port)
-            self.bound.append(actual)
-            scheme = "https" if self.ssl_context else "http"
-            if self.ssl_context is not None:
-                protocols = "h2, http/1.1"
+        def plain_entry(ledger: Ledger) -> ProtocolChoice:
+            return ProtocolChoice(make_plain_h1, make_plain_h2, ledger)
+
+        self.door = door = Door(state)
+        for listener in self.bound:
+            if listener.secure and self.ssl_context is not None:
+                door.listen(listener.sock, tls_entry, self.ssl_context)
+                scheme, protocols = "https", "h2, http/1.1"
             else:
+                door.listen(listener.sock, plain_entry, None)
+                scheme = "http"
                 protocols = "http/1.1, h2c" if self.config.h2c else "http/1.1"
-            error_logger.info(
-                "listening on %s://%s:%d (%s)", scheme, _display_host(actual.host), port, protocols
-            )
+            # Under a supervisor, which said where it listens, a worker only says it is ready.
+            error_logger.log(logging.INFO if self.owns_listeners else logging.DEBUG,
+                             "listening on %s (%s)", listener.describe(scheme), protocols)
 
     async def _tick(self) -> None:
         """Once a second: the Date header, the door's timeouts, and those of every connection."""
@@ -183,6 +198,12 @@ class Server:
             for connection in list(state.connections):
                 connection.check_timeouts(now)
             state.guard.sweep(now)
+            if self.link is not None:
+                self.link.beat()
+                if self.max_requests is not None and state.requests >= self.max_requests:
+                    self.max_requests = None
+                    error_logger.info("served %d requests (--max-requests): recycling", state.requests)
+                    self.link.recycle()
 
     async def _shutdown(self) -> None:
         assert self.state is not None and self.door is not None
@@ -193,7 +214,7 @@ class Server:
             self.ssl_context.lingering = False  # idle clients are closed without a wait
         for connection in list(state.connections):
             connection.shutdown()
-        if (state.connections or state.tasks) and not self._force:
+        if (state.connections or state.tasks or self.door.busy) and not self._force:
             timeout = self.config.graceful_timeout
             error_logger.info(
                 "shutting down: waiting up to %gs for %d connection(s) to finish",
@@ -203,6 +224,7 @@ class Server:
                 await asyncio.wait_for(self._wait_drained(), timeout)
             except asyncio.TimeoutError:
                 pass
+        self.door.abort()
         if state.connections or state.tasks:
             error_logger.warning(
                 "graceful timeout: closing %d connection(s) and cancelling %d app task(s)",
@@ -219,7 +241,8 @@ class Server:
     async def _wait_drained(self) -> None:
         """Until every connection and app task is done, or a second signal says stop now."""
         assert self.state is not None
-        while (self.state.connections or self.state.tasks) and not self._force:
+        assert self.door is not None
+        while (self.state.connections or self.state.tasks or self.door.busy) and not self._force:
             await asyncio.sleep(0.05)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
@@ -247,10 +270,6 @@ class Server:
         else:
             error_logger.info("%s received: stopping gracefully", name)
         self.request_shutdown()
-
-
-def _display_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -1,16 +1,139 @@
-"""Listening sockets from binds, bound once before the loop serves them.
+"""Listening sockets from binds: TCP, Unix, inherited descriptors and systemd, bound once.
 
-gateway accepts connections itself (admission.py) rather than through `loop.create_server`,
-so it binds its own sockets, the way asyncio's `create_server` would: every address the host
-name resolves to, SO_REUSEADDR so a restart does not wait out TIME_WAIT, IPv6 sockets IPv6-only
-so `::` and `0.0.0.0` can be bound side by side.
+Whoever starts first binds: the server when it runs alone, the supervisor when there are
+worker processes, which then adopt the same sockets by descriptor and never bind themselves.
+Binding is all or nothing: if one address cannot be had, the ones already bound are closed
+(and their socket files removed) before the error is reported, so a failed start leaves
+nothing listening.
+
+TCP sockets are bound the way asyncio's `create_server` would: every address the host name
+resolves to, SO_REUSEADDR so a restart does not wait out TIME_WAIT, IPv6 sockets IPv6-only so
+`::` and `0.0.0.0` can be bound side by side. gateway accepts connections itself
+(admission.py), so it needs the sockets, not a loop server.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import stat
+from dataclasses import dataclass
 
-from .config import BindAddress
+from .config import DEFAULT_BIND, Bind, BindAddress, Config, ConfigError, InheritedBind, UnixBind, parse_listen
+
+# systemd's socket activation passes its sockets from descriptor 3 on (sd_listen_fds(3)).
+SYSTEMD_FIRST_FD = 3
+
+
+class BindError(ConfigError):
+    """A listening address could not be bound."""
+
+
+@dataclass
+class Listener:
+    """One listening socket and how it is served."""
+
+    sock: socket.socket
+    bind: Bind
+    # TLS on this listener when the server has a certificate; False for --insecure-bind.
+    secure: bool
+    # gateway created the Unix socket file, so it removes it when it stops.
+    owns_path: bool = False
+
+    @property
+    def port(self) -> int | None:
+        address = self.sock.getsockname()
+        return address[1] if isinstance(address, tuple) else None
+
+    @property
+    def is_unix(self) -> bool:
+        return self.sock.family == socket.AF_UNIX
+
+    def describe(self, scheme: str) -> str:
+        """What the `listening on` line shows: a URL for TCP, the file for a Unix socket."""
+        address = self.sock.getsockname()
+        if not isinstance(address, tuple):
+            where = f"unix:{address or self.bind}"
+        else:
+            host = address[0]
+            if isinstance(self.bind, BindAddress) and self.bind.host:
+                host = self.bind.host
+            where = f"{scheme}://{f'[{host}]' if ':' in host else host}:{address[1]}"
+        if isinstance(self.bind, InheritedBind):
+            where += f" (from {self.bind if self.bind.fd is not None else f'systemd, fd {self.sock.fileno()}'})"
+        return where
+
+    def close(self) -> None:
+        """Close the socket; remove the socket file if gateway made it."""
+        if self.owns_path and isinstance(self.bind, UnixBind):
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(self.bind.path).st_mode):
+                    os.unlink(self.bind.path)
+        self.sock.close()
+
+
+def open_listeners(config: Config) -> list[Listener]:
+    """Every listener the config asks for, or BindError with none left open."""
+    wanted: list[tuple[Bind, bool]] = [(bind, True) for bind in _binds(config)]
+    wanted += [(bind, False) for bind in config.insecure_binds]
+    listeners: list[Listener] = []
+    try:
+        for bind, secure in wanted:
+            listeners += _open(bind, secure, config)
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+def adopt(fd: int, bind_text: str, secure: bool) -> Listener:
+    """A listener the supervisor bound, inherited as descriptor `fd` by a worker."""
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    return Listener(sock, parse_listen(bind_text), secure)
+
+
+def systemd_fds() -> list[int]:
+    """The descriptors systemd passed this process (LISTEN_FDS/LISTEN_PID), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    return list(range(SYSTEMD_FIRST_FD, SYSTEMD_FIRST_FD + count))
+
+
+def _binds(config: Config) -> list[Bind]:
+    if config.bind:
+        return config.binds
+    if systemd_fds():
+        return [InheritedBind(None)]
+    return [parse_listen(DEFAULT_BIND)]
+
+
+def _open(bind: Bind, secure: bool, config: Config) -> list[Listener]:
+    if isinstance(bind, UnixBind):
+        return [Listener(_bind_unix(bind.path, config.backlog, config.socket_mode), bind, secure,
+                         owns_path=True)]
+    if isinstance(bind, InheritedBind):
+        if bind.fd is not None:
+            return [Listener(_inherit(bind.fd, str(bind), config.backlog), bind, secure)]
+        fds = systemd_fds()
+        if not fds:
+            raise BindError(
+                "--bind systemd: systemd passed no sockets to this process (LISTEN_FDS and"
+                " LISTEN_PID are not set for it); start it from a .socket unit"
+            )
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)  # they describe this process, not its children
+        return [Listener(_inherit(fd, f"systemd fd {fd}", config.backlog), bind, secure) for fd in fds]
+    try:
+        return [Listener(sock, bind, secure) for sock in bind_tcp(bind, config.backlog)]
+    except OSError as exc:
+        raise BindError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
 
 
 def bind_tcp(address: BindAddress, backlog: int) -> list[socket.socket]:
@@ -36,3 +159,53 @@ def bind_tcp(address: BindAddress, backlog: int) -> list[socket.socket]:
             sock.close()
         raise
     return bound
+
+
+def _bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
+    """A Unix socket at `path`. A file left there by a server that died (a socket nobody
+    listens on) is removed; a live one, or a file that is not a socket, is an error."""
+    where = f"unix:{path}"
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise BindError(f"cannot listen on {where}: the file exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)  # stale: its server is gone
+        except OSError as exc:
+            raise BindError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        else:
+            raise BindError(f"cannot listen on {where}: another server is listening on it")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _inherit(fd: int, what: str, backlog: int) -> socket.socket:
+    """The listening stream socket at descriptor `fd`, as a parent process passed it."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise BindError(f"cannot listen on {what}: descriptor {fd} is not an open socket "
+                        f"({exc.strerror or exc})") from None
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise BindError(f"cannot listen on {what}: descriptor {fd} is not a stream socket")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        try:
+            sock.listen(backlog)
+        except OSError as exc:
+            sock.detach()
+            raise BindError(f"cannot listen on {what}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock

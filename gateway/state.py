@@ -63,6 +63,8 @@ class ServerState:
         self.refused_over_limit = 0
         self.accept_pauses = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        # App calls started (HTTP requests and WebSocket sessions), for --max-requests.
+        self.requests = 0
         self.update_date()
 
     def update_date(self) -> None:
@@ -71,6 +73,7 @@ class ServerState:
             self.date_line = b"date: " + self.date_value + b"\r\n"
 
     def start_app(self, coro: Any) -> asyncio.Task[None]:
+        self.requests += 1
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -13,7 +13,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from ..config import Config, ConfigError
+from ..config import BindAddress, Config, ConfigError
+from ..logs import error_logger
 from .sslobject import ServerSSLContext, ServerSSLObject
 
 _VERIFY_MODES = {
@@ -25,6 +26,28 @@ _VERIFY_MODES = {
 
 class CertificateError(ConfigError):
     """A certificate, key or CA file given in the settings cannot be used."""
+
+
+def certificate_files(config: Config) -> tuple[str, str | None] | None:
+    """(certificate, key) to serve TLS with, or None for plain HTTP. With --dev-tls the
+    development certificates are made on first use, and the log says how to trust them."""
+    if config.dev_tls:
+        from .devcerts import ensure_dev_certificates, trust_instructions
+
+        certs, created = ensure_dev_certificates(config.certs_dir)
+        if created:
+            first = next((bind for bind in config.binds if isinstance(bind, BindAddress)), None)
+            url = f"https://{first.url_host}:{first.port}" if first else "https://localhost:8000"
+            error_logger.info("created development certificates in %s", certs.directory)
+            error_logger.info("%s", trust_instructions(certs, url))
+        else:
+            error_logger.info(
+                "using development certificates in %s (trust %s)", certs.directory, certs.ca_cert
+            )
+        return str(certs.cert), str(certs.key)
+    if config.certfile:
+        return config.certfile, config.keyfile
+    return None
 
 
 def create_ssl_context(
@@ -115,6 +138,10 @@ def _check_pair(certfile: str, keyfile: str | None, password: str | None) -> Non
                 f"the key {key_path!r} is encrypted: give its password with --keyfile-password"
             ) from None
         key = serialization.load_pem_private_key(data, None)  # not encrypted: no password needed
+        error_logger.warning(
+            "--keyfile-password was given but the key %r is not encrypted: the password is"
+            " not needed", key_path,
+        )
     except ValueError:
         if secret is not None:
             raise CertificateError(f"wrong --keyfile-password for the key {key_path!r}") from None
