@@ -100,10 +100,14 @@ class Carrier(Protocol):
     def abort(self, exchange: Exchange) -> None: ...
 
 
-def scope_address(value: Any) -> tuple[str, int] | None:
-    """A socket address as the scope's `client`/`server`: (host, port), IPv6 extras dropped."""
+def scope_address(value: Any) -> tuple[str, int | None] | None:
+    """A socket address as the scope's `client`/`server`: (host, port), IPv6 extras dropped;
+    (path, None) for a Unix socket's path, as the ASGI spec gives it. An unnamed Unix socket
+    (the client end, usually) is None."""
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
+    if isinstance(value, str) and value:
+        return (value, None)
     return None
 
 

@@ -1,20 +1,26 @@
-"""The `gateway` command: flags to Config, mistakes to one line and exit status 2.
+"""The `gateway` command: settings from flags, environment and a config file to Config,
+mistakes to one line and exit status 2.
 
-Flag names follow uvicorn and hypercorn where they have one, so a user can switch servers
-without relearning them.
+Flag names follow uvicorn and hypercorn where they have one, and uvicorn's own spellings are
+accepted too (uvicorn_flags.py), so a user can switch servers without relearning them. Every
+flag is a Config field; the same setting can come from `GATEWAY_<NAME>` in the environment or
+from `--config FILE` (settings_file.py), a flag winning over the environment, the environment
+over the file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .config import (
     DEFAULT_BIND,
     HTTP_ENGINES,
+    INTERFACES,
     LIFESPAN_MODES,
     LOG_LEVELS,
     LOOPS,
@@ -22,6 +28,17 @@ from .config import (
     Config,
     ConfigError,
 )
+from .settings_file import (
+    Source,
+    config_file_from_environment,
+    convert,
+    default_values,
+    describe,
+    layer,
+    read_environment,
+    read_file,
+)
+from .uvicorn_flags import add_uvicorn_flags, translate
 
 EXIT_USAGE = 2
 EXIT_STARTUP_FAILED = 3
@@ -32,7 +49,14 @@ Serve an ASGI app over HTTP/1.1 and HTTP/2, with or without TLS.
   gateway main:app                              http://127.0.0.1:8000
   gateway --dev-tls main:app                    https with local development certificates
   gateway --certfile cert.pem --keyfile key.pem -b 0.0.0.0:443 main:app
+  gateway --workers 4 --bind unix:/run/app.sock main:app
+  gateway --reload main:app                     restart when the code changes
   gateway certs                                 make the development certificates only
+  gateway config [OPTIONS] [MODULE:ATTR]        print the settings and where each came from
+
+Every option can also be set as GATEWAY_<OPTION> in the environment (GATEWAY_WORKERS=4) or in
+a TOML file given with --config (workers = 4); an option typed here wins over the environment,
+the environment over the file.
 """
 
 
@@ -46,92 +70,131 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="gateway",
-        usage="gateway [OPTIONS] MODULE:ATTR\n       gateway certs [--certs-dir DIR]",
+        usage="gateway [OPTIONS] MODULE:ATTR\n       gateway certs [--certs-dir DIR]\n"
+              "       gateway config [OPTIONS] [MODULE:ATTR]",
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # only what was typed: it layers over the rest
     )
-    parser.add_argument("app", metavar="MODULE:ATTR", help="the ASGI app, for example main:app")
+    parser.add_argument("app", metavar="MODULE:ATTR", nargs="?",
+                        help="the ASGI app, for example main:app")
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    parser.add_argument("--config", metavar="FILE", dest="config_file",
+                        help="read settings from this TOML file (also GATEWAY_CONFIG)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the settings, and where each came from, then exit")
 
     app = parser.add_argument_group("application")
     app.add_argument("--factory", action="store_true",
                      help="MODULE:ATTR is a function that returns the app")
     app.add_argument("--app-dir", metavar="DIR", help="look for MODULE in DIR (default: .)")
-    app.add_argument("--root-path", default="", metavar="PATH",
+    app.add_argument("--root-path", metavar="PATH",
                      help="the path the app is mounted at behind a proxy, for example /api")
-    app.add_argument("--lifespan", choices=LIFESPAN_MODES, default="auto",
+    app.add_argument("--lifespan", choices=LIFESPAN_MODES,
                      help="ASGI lifespan events (default: auto, on when the app supports them)")
+    app.add_argument("--interface", choices=INTERFACES,
+                     help="the app's interface (default: auto, ASGI 3 or ASGI 2 as detected)")
+    app.add_argument("--env-file", metavar="FILE",
+                     help="load environment variables from this file first (python-dotenv)")
+
+    proc = parser.add_argument_group("processes")
+    proc.add_argument("-w", "--workers", type=int, metavar="N",
+                      help="worker processes sharing the listeners (default: $WEB_CONCURRENCY or 1)")
+    proc.add_argument("--worker-timeout", type=float, metavar="SECONDS",
+                      help="a worker whose event loop is blocked this long is killed and replaced "
+                           "(default: 30)")
+    proc.add_argument("--max-requests", type=int, metavar="N",
+                      help="replace a worker, gracefully, after it served about N requests")
+    proc.add_argument("--max-requests-jitter", type=int, metavar="N",
+                      help="add 0..N to --max-requests per worker, so they do not all restart "
+                           "at once (default: 0)")
+    proc.add_argument("--reload", action="store_true",
+                      help="restart the workers when the code changes (development)")
+    proc.add_argument("--reload-dir", action="append", dest="reload_dirs", metavar="DIR",
+                      help="watch this directory, repeatable (default: the current one)")
+    proc.add_argument("--reload-include", action="append", dest="reload_includes", metavar="GLOB",
+                      help="also reload on files matching this, repeatable (default: *.py)")
+    proc.add_argument("--reload-exclude", action="append", dest="reload_excludes", metavar="GLOB",
+                      help="never reload on files matching this, repeatable (default: .*, "
+                           ".py[cod], .sw.*, ~*)")
+    proc.add_argument("--reload-delay", type=float, metavar="SECONDS",
+                      help="wait this long for more changes before reloading (default: 0.25)")
 
     net = parser.add_argument_group("listening")
-    net.add_argument("-b", "--bind", action="append", metavar="HOST:PORT",
-                     help=f"address to listen on, repeatable; [::1]:8443 for IPv6 "
-                          f"(default: {DEFAULT_BIND})")
-    net.add_argument("--backlog", type=int, default=2048, metavar="N",
+    net.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
+                     help=f"where to listen, repeatable: HOST:PORT ([::1]:8443 for IPv6), "
+                          f"unix:PATH, fd://N, or systemd (default: the sockets systemd passed, "
+                          f"else {DEFAULT_BIND})")
+    net.add_argument("--insecure-bind", action="append", metavar="ADDRESS",
+                     help="a plain HTTP listener beside TLS ones, repeatable")
+    net.add_argument("--unix-socket-mode", metavar="OCTAL",
+                     help="permissions of unix: socket files (default: 666)")
+    net.add_argument("--backlog", type=int, metavar="N",
                      help="connections the kernel queues before accepting (default: 2048)")
-    net.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+    net.add_argument("--keep-alive-timeout", type=float, metavar="SECONDS",
                      help="close idle connections after this long (default: 5)")
-    net.add_argument("--send-timeout", type=float, default=30.0, metavar="SECONDS",
+    net.add_argument("--send-timeout", type=float, metavar="SECONDS",
                      help="drop a client that takes none of what is sent to it (reads nothing, or "
                           "grants no HTTP/2 window) for this long; 0: never (default: 30)")
-    net.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+    net.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
                      help="on SIGINT/SIGTERM, let requests in flight finish for this long "
                           "(default: 30)")
-    net.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+    net.add_argument("--header-timeout", type=float, metavar="SECONDS",
                      help="a request head not complete this long after its first byte gets 408 "
                           "(default: 10)")
-    net.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+    net.add_argument("--body-timeout", type=float, metavar="SECONDS",
                      help="an app waiting this long for more request body gets a disconnect, the "
                           "client 408 (default: 30)")
-    net.add_argument("--response-timeout", type=float, default=0.0, metavar="SECONDS",
+    net.add_argument("--response-timeout", type=float, metavar="SECONDS",
                      help="an app that has not finished its response this long after the request "
                           "is cancelled; the client gets 504, or a cut-off response (default: 0, off)")
-    net.add_argument("--max-head-size", type=int, default=32 * 1024, metavar="BYTES",
+    net.add_argument("--max-head-size", type=int, metavar="BYTES",
                      help="larger request heads get 431 (default: 32768)")
-    net.add_argument("--max-body-size", type=int, default=None, metavar="BYTES",
+    net.add_argument("--max-body-size", type=int, metavar="BYTES",
                      help="larger request bodies get 413 (default: no limit)")
-    net.add_argument("--limit-connections", type=int, default=None, metavar="N",
+    net.add_argument("--limit-connections", type=int, metavar="N",
                      help="connections past N open (TLS handshakes included) are closed as "
                           "soon as they are accepted; keep N below the descriptor limit "
                           "(ulimit -n) (default: no limit)")
 
     guard = parser.add_argument_group("hostile clients")
-    guard.add_argument("--control-frame-budget", type=int, default=1000, metavar="N",
+    guard.add_argument("--control-frame-budget", type=int, metavar="N",
                        help="HTTP/2 control frames, empty DATA frames, resets and WebSocket pings a "
                             "client may send per 10 seconds; past it the connection is closed "
                             "(default: 1000)")
-    guard.add_argument("--address-block-time", type=float, default=10.0, metavar="SECONDS",
+    guard.add_argument("--address-block-time", type=float, metavar="SECONDS",
                        help="a client address that trips a flood or rapid-reset guard has new "
                             "connections refused this long; its connections share one budget; "
                             "0 turns per-address counting off (default: 10)")
-    guard.add_argument("--address-guard-exempt", default="", metavar="IPS",
+    guard.add_argument("--address-guard-exempt", metavar="IPS",
                        help="comma-separated addresses or networks never counted together nor "
                             "refused, such as a load balancer that does not send PROXY protocol")
 
     h2 = parser.add_argument_group("HTTP/2")
-    h2.add_argument("--h2c", action=argparse.BooleanOptionalAction, default=True,
+    h2.add_argument("--h2c", action=argparse.BooleanOptionalAction,
                     help="HTTP/2 without TLS, by prior knowledge, on plain listeners (default: on)")
-    h2.add_argument("--h2-max-concurrent-streams", type=int, default=100, metavar="N",
+    h2.add_argument("--h2-max-concurrent-streams", type=int, metavar="N",
                     help="streams a client may have open at once (default: 100)")
-    h2.add_argument("--h2-initial-window-size", type=int, default=256 * 1024, metavar="BYTES",
+    h2.add_argument("--h2-initial-window-size", type=int, metavar="BYTES",
                     help="request body a stream may send before the app reads it (default: 262144)")
-    h2.add_argument("--h2-max-frame-size", type=int, default=16 * 1024, metavar="BYTES",
+    h2.add_argument("--h2-max-frame-size", type=int, metavar="BYTES",
                     help="largest frame a client may send (default: 16384)")
-    h2.add_argument("--h2-max-header-list-size", type=int, default=64 * 1024, metavar="BYTES",
+    h2.add_argument("--h2-max-header-list-size", type=int, metavar="BYTES",
                     help="largest request head a client may send (default: 65536)")
-    h2.add_argument("--h2-max-headers-held", type=int, default=1024 * 1024, metavar="BYTES",
+    h2.add_argument("--h2-max-headers-held", type=int, metavar="BYTES",
                     help="decoded request heads a connection may hold across its open streams; "
                          "streams past it are refused (default: 1048576)")
 
     ws = parser.add_argument_group("WebSocket")
-    ws.add_argument("--ws-max-size", type=int, default=16 * 1024 * 1024, metavar="BYTES",
+    ws.add_argument("--ws-max-size", type=int, metavar="BYTES",
                     help="larger messages close the WebSocket with 1009 (default: 16777216)")
-    ws.add_argument("--ws-ping-interval", type=float, default=20.0, metavar="SECONDS",
+    ws.add_argument("--ws-ping-interval", type=float, metavar="SECONDS",
                     help="ping an idle peer this often; 0 turns pings off (default: 20)")
-    ws.add_argument("--ws-ping-timeout", type=float, default=20.0, metavar="SECONDS",
+    ws.add_argument("--ws-ping-timeout", type=float, metavar="SECONDS",
                     help="a peer that does not answer a ping this soon is dropped (default: 20)")
-    ws.add_argument("--ws-close-timeout", type=float, default=5.0, metavar="SECONDS",
+    ws.add_argument("--ws-close-timeout", type=float, metavar="SECONDS",
                     help="a close the peer does not answer this soon ends the connection (default: 5)")
-    ws.add_argument("--ws-per-message-deflate", type=_boolean, default=True, metavar="true|false",
+    ws.add_argument("--ws-per-message-deflate", type=_boolean, metavar="true|false",
                     help="permessage-deflate compression when the client offers it (default: true)")
 
     tls = parser.add_argument_group("TLS")
@@ -139,28 +202,29 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--keyfile", metavar="FILE", help="PEM private key for --certfile")
     tls.add_argument("--keyfile-password", metavar="PASSWORD", help="password of --keyfile")
     tls.add_argument("--ca-certs", metavar="FILE", help="CA file to check client certificates")
-    tls.add_argument("--verify-mode", choices=VERIFY_MODES, default="none",
+    tls.add_argument("--verify-mode", choices=VERIFY_MODES,
                      help="ask clients for certificates (mutual TLS; default: none)")
     tls.add_argument("--ciphers", metavar="LIST", help="OpenSSL cipher list for TLS 1.2")
     tls.add_argument("--dev-tls", action="store_true",
                      help="serve HTTPS with local development certificates (made once)")
-    tls.add_argument("--certs-dir", default="certs", metavar="DIR",
+    tls.add_argument("--certs-dir", metavar="DIR",
                      help="where --dev-tls keeps its certificates (default: certs)")
-    tls.add_argument("--tls-handshake-timeout", type=float, default=10.0, metavar="SECONDS",
+    tls.add_argument("--tls-handshake-timeout", type=float, metavar="SECONDS",
                      help="drop clients that have not finished the handshake by then (default: 10)")
 
     run = parser.add_argument_group("running")
-    run.add_argument("--http", choices=HTTP_ENGINES, default="auto",
+    run.add_argument("--http", choices=(*HTTP_ENGINES, "zttp"),
                      help="HTTP/1.1 engine (default: auto, httptools when installed)")
-    run.add_argument("--loop", choices=LOOPS, default="auto",
+    run.add_argument("--loop", choices=(*LOOPS, "zuvloop"),
                      help="event loop (default: auto, uvloop when installed)")
-    run.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    run.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+    run.add_argument("--log-level", choices=LOG_LEVELS)
+    run.add_argument("--access-log", action=argparse.BooleanOptionalAction,
                      help="one line per response (default: on)")
-    run.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True,
+    run.add_argument("--server-header", action=argparse.BooleanOptionalAction,
                      help="send 'server: gateway' (default: on)")
-    run.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
+    run.add_argument("--date-header", action=argparse.BooleanOptionalAction,
                      help="send a Date header (default: on)")
+    add_uvicorn_flags(parser)
     return parser
 
 
@@ -172,54 +236,54 @@ def build_certs_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    return Config(
-        app=args.app,
-        factory=args.factory,
-        app_dir=args.app_dir,
-        bind=args.bind or [DEFAULT_BIND],
-        backlog=args.backlog,
-        certfile=args.certfile,
-        keyfile=args.keyfile,
-        keyfile_password=args.keyfile_password,
-        ca_certs=args.ca_certs,
-        verify_mode=args.verify_mode,
-        ciphers=args.ciphers,
-        dev_tls=args.dev_tls,
-        certs_dir=args.certs_dir,
-        tls_handshake_timeout=args.tls_handshake_timeout,
-        root_path=args.root_path,
-        http=args.http,
-        loop=args.loop,
-        lifespan=args.lifespan,
-        server_header=args.server_header,
-        date_header=args.date_header,
-        log_level=args.log_level,
-        access_log=args.access_log,
-        graceful_timeout=args.graceful_timeout,
-        keep_alive_timeout=args.keep_alive_timeout,
-        send_timeout=args.send_timeout,
-        header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout,
-        response_timeout=args.response_timeout,
-        max_head_size=args.max_head_size,
-        max_body_size=args.max_body_size,
-        limit_connections=args.limit_connections,
-        control_frame_budget=args.control_frame_budget,
-        address_block_time=args.address_block_time,
-        address_guard_exempt=args.address_guard_exempt,
-        h2c=args.h2c,
-        h2_max_concurrent_streams=args.h2_max_concurrent_streams,
-        h2_initial_window_size=args.h2_initial_window_size,
-        h2_max_frame_size=args.h2_max_frame_size,
-        h2_max_header_list_size=args.h2_max_header_list_size,
-        h2_max_headers_held=args.h2_max_headers_held,
-        ws_max_size=args.ws_max_size,
-        ws_ping_interval=args.ws_ping_interval,
-        ws_ping_timeout=args.ws_ping_timeout,
-        ws_close_timeout=args.ws_close_timeout,
-        ws_per_message_deflate=args.ws_per_message_deflate,
-    )
+class Settings:
+    """The effective settings and where each came from."""
+
+    def __init__(self, values: dict[str, Any], sources: dict[str, str], file: str | None,
+                 notes: list[str], show: bool) -> None:
+        self.values = values
+        self.sources = sources
+        self.file = file
+        self.notes = notes
+        self.show = show
+
+    def config(self) -> Config:
+        return Config(**self.values)
+
+    def describe(self) -> str:
+        return describe(self.values, self.sources, self.file)
+
+
+def read_settings(argv: Sequence[str], environ: dict[str, str] | os._Environ[str]) -> Settings:
+    """Flags over environment over file over defaults. The --env-file is loaded into
+    `environ` before the environment is read, so it can hold GATEWAY_ settings too."""
+    flags = vars(build_parser().parse_args(argv))
+    show = bool(flags.pop("print_config", False))
+    file = flags.pop("config_file", None) or config_file_from_environment(environ)
+    flags, notes = translate(flags)
+    from_file = read_file(file) if file else {}
+    env_file = flags.get("env_file") or environ.get("GATEWAY_ENV_FILE") or from_file.get("env_file")
+    if env_file:
+        load_env_file(str(env_file), environ)
+    from_env = read_environment(environ)
+    if "workers" not in from_env and "WEB_CONCURRENCY" in environ:
+        from_env["workers"] = convert("workers", environ["WEB_CONCURRENCY"], Source.ENV)
+    values, sources = layer(default_values(), from_file, from_env, flags)
+    return Settings(values, sources, file, notes, show)
+
+
+def load_env_file(path: str, environ: dict[str, str] | os._Environ[str]) -> None:
+    """Variables from a .env file, as uvicorn's --env-file: those already set win."""
+    try:
+        from dotenv import dotenv_values
+    except ImportError:
+        raise ConfigError(f"--env-file {path!r} needs python-dotenv: pip install python-dotenv "
+                          "(or gateway[standard])") from None
+    if not os.path.isfile(path):
+        raise ConfigError(f"invalid --env-file {path!r}: no such file")
+    for name, value in dotenv_values(path).items():
+        if value is not None:
+            environ.setdefault(name, value)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -227,12 +291,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv[:1] == ["certs"]:
         _certs(argv[1:])
         return
-    args = build_parser().parse_args(argv)
+    show = argv[:1] == ["config"]
+    try:
+        settings = read_settings(argv[1:] if show else argv, os.environ)
+    except ConfigError as exc:
+        _fail(str(exc))
+    for note in settings.notes:
+        print(f"gateway: note: {note}", file=sys.stderr)
+    if show or settings.show:
+        print(settings.describe())
+        return
+    if not settings.values.get("app"):
+        _fail("no app given: name one as MODULE:ATTR, for example main:app (see 'gateway --help')")
     from .lifespan import LifespanFailure
-    from .server import run
+    from .loading import AppLoadError
 
     try:
-        run(config=config_from_args(args))
+        config = settings.config()
+        if config.uses_supervisor:
+            from .logs import configure_logging
+            from .supervisor import supervise
+
+            configure_logging(config.log_level_number, config.access_log)
+            sys.exit(supervise(config))
+        from .server import run
+
+        run(config=config)
+    except AppLoadError as exc:
+        if exc.details:
+            print(exc.details, file=sys.stderr, end="")
+        _fail(str(exc))
     except ConfigError as exc:
         _fail(str(exc))
     except LifespanFailure as exc:
