@@ -33,7 +33,11 @@ class AppLoadError(ConfigError):
         self.details = details
 
 
-_GATEWAY_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Frames in these say nothing about the user's mistake.
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep
+    for module in (sys.modules[__name__], importlib)
+)
 
 
 def user_traceback(exc: BaseException) -> str:
@@ -55,7 +59,7 @@ def user_traceback(exc: BaseException) -> str:
 
 
 def _internal(filename: str) -> bool:
-    return filename.startswith(_GATEWAY_DIR) or filename.startswith("<frozen importlib")
+    return filename.startswith(_INTERNAL_DIRS) or filename.startswith("<frozen importlib")
 
 
 def import_from_string(spec: str, app_dir: str | None = None) -> Any:

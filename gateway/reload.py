@@ -23,8 +23,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 
-from gateway.config import ConfigError
-from gateway.logs import error_logger
+from .config import ConfigError
+from .logs import error_logger
 
 _DEFAULT_INCLUDES = ("*.py",)
 # uvicorn's list, kept as it is so that `--reload-include '.*'` and friends cancel them the same way.

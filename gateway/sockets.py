@@ -20,7 +20,16 @@ import socket
 import stat
 from dataclasses import dataclass
 
-from .config import DEFAULT_BIND, Bind, BindAddress, Config, ConfigError, InheritedBind, UnixBind, parse_listen
+from .config import (
+    DEFAULT_BIND,
+    Bind,
+    BindAddress,
+    Config,
+    ConfigError,
+    InheritedBind,
+    UnixBind,
+    parse_listen,
+)
 
 # systemd's socket activation passes its sockets from descriptor 3 on (sd_listen_fds(3)).
 SYSTEMD_FIRST_FD = 3
@@ -61,7 +70,8 @@ class Listener:
                 host = self.bind.host
             where = f"{scheme}://{f'[{host}]' if ':' in host else host}:{address[1]}"
         if isinstance(self.bind, InheritedBind):
-            where += f" (from {self.bind if self.bind.fd is not None else f'systemd, fd {self.sock.fileno()}'})"
+            source = str(self.bind) if self.bind.fd is not None else f"systemd, fd {self.sock.fileno()}"
+            where += f" (from {source})"
         return where
 
     def close(self) -> None:

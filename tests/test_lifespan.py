@@ -6,7 +6,6 @@ https://asgi.readthedocs.io/en/latest/specs/lifespan.html
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import textwrap

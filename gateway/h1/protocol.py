@@ -120,9 +120,10 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.ledger = ledger
         self.engine = self.engine_class(self, state.max_head_size, state.server_line, state)
         state.connections.add(self)
+        # A connection accepted before a graceful stop began is still served: its first
+        # response goes out with `connection: close` (responses.py), and one that sends
+        # nothing is closed by the keep-alive timeout.
         self.idle_since = self.loop.time()
-        if state.shutting_down:
-            self.shutdown()
 
     @property
     def reading_paused(self) -> bool:

@@ -75,6 +75,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.receiving = Receiving(self.streams, self.drains)
         self.closing = False
         self.goaway_sent = False
+        self.goaway_after_read = False
         self.socket_paused = False
         self.reading_blocked = 0  # _HELD | _SOCKET: why the transport is not being read
         self.flush_scheduled = False
@@ -128,10 +129,12 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
             for chunk in upgrade.body:
                 self.streams[1].exchange.feed_body(chunk)
         self._flush()
+        if state.shutting_down:
+            # Accepted before a graceful stop began: the requests of the client's first flight
+            # are served, then GOAWAY (data_received).
+            self.goaway_after_read = True
         if preamble:
             self.data_received(preamble)
-        if state.shutting_down:
-            self.shutdown()
 
     def data_received(self, data: bytes | memoryview) -> None:
         if self.closing:
@@ -158,6 +161,9 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
             self.block_reading(_HELD)
             self.loop.call_soon(self._feed_held)
         self._receive(data)
+        if self.goaway_after_read and self.conn.highest_inbound_stream_id:
+            self.goaway_after_read = False
+            self.shutdown()
 
     def _feed_held(self) -> None:
         held = self.held
