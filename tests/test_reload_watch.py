@@ -63,6 +63,12 @@ class Changes:
             if any(found(path) for path in batch):
                 return seen
 
+    def next_batch(self, within: float = REPORT_WITHIN) -> list[str]:
+        try:
+            return self.batches.get(timeout=within)
+        except queue.Empty:
+            pytest.fail(f"nothing reported within {within}s")
+
     def none_within(self, seconds: float) -> None:
         try:
             batch = self.batches.get(timeout=seconds)
@@ -158,12 +164,33 @@ def test_created_and_deleted_files_are_reported(tmp_path: Path, watch: Watch) ->
     assert changes.wait_for(old) == [str(old)]
 
 
-def test_new_package_directory_is_reported(tmp_path: Path, watch: Watch) -> None:
-    """Its module may exist before the new directory is watched; the directory stands for it."""
+def test_package_directory_moved_in_is_reported(tmp_path: Path, watch: Watch) -> None:
+    """No event comes for the files of a directory moved in (as `git checkout` or `mv` bring a
+    package); the directory stands for them."""
+    project = tmp_path / "project"
+    project.mkdir()
+    write(tmp_path / "elsewhere" / "package" / "module.py")
+    _, changes = watch([project])
+    (tmp_path / "elsewhere" / "package").rename(project / "package")
+    package = project / "package"
+    changes.wait_for(lambda path: path in (str(package), str(package / "module.py")))
+
+
+def test_new_directory_with_a_module_is_reported(tmp_path: Path, watch: Watch) -> None:
     _, changes = watch([tmp_path])
     package = tmp_path / "package"
     write(package / "module.py")
     changes.wait_for(lambda path: path in (str(package), str(package / "module.py")))
+
+
+def test_moved_in_directory_without_source_is_not_reported(tmp_path: Path, watch: Watch) -> None:
+    project = tmp_path / "project"
+    app = write(project / "app.py")
+    write(tmp_path / "elsewhere" / "static" / "logo.svg")
+    _, changes = watch([project])
+    (tmp_path / "elsewhere" / "static").rename(project / "static")
+    write(app)
+    assert changes.wait_for(app) == [str(app)]
 
 
 def test_changes_made_together_come_in_one_batch(tmp_path: Path, watch: Watch) -> None:
@@ -171,7 +198,22 @@ def test_changes_made_together_come_in_one_batch(tmp_path: Path, watch: Watch) -
     _, changes = watch([tmp_path])
     for path in files:
         write(path)
-    assert changes.wait_for(files[-1]) == [str(path) for path in files]
+    assert changes.next_batch() == [str(path) for path in files]
+
+
+def test_polling_reports_a_burst_over_several_scans_as_one_batch(tmp_path: Path) -> None:
+    """Writes 0.05 s apart for 0.5 s span scans 0.3 s apart; the poller waits for a quiet scan."""
+    watcher = ChangeWatcher([str(tmp_path)], [], [], 0.3, use_watchfiles=False)
+    changes = Changes()
+    watcher.start(changes)
+    try:
+        files = [tmp_path / f"m{i:02}.py" for i in range(11)]
+        for path in files:
+            write(path)
+            time.sleep(0.05)
+        assert changes.next_batch(within=3.0) == [str(path) for path in files]
+    finally:
+        watcher.stop()
 
 
 def test_include_adds_a_pattern(tmp_path: Path, watch: Watch) -> None:
