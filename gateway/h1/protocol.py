@@ -93,6 +93,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         # Requests parsed ahead of their turn (pipelining), or a RequestError to answer in turn.
         self.pipeline: deque[tuple[Exchange, bool] | RequestError] = deque()
         self.idle_since: float | None = None
+        self.served = False
         self.head_since: float | None = None  # the first byte of a request head not yet whole
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
@@ -370,7 +371,10 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
     def shutdown(self) -> None:
         if self.websocket is not None and self.websocket.session is not None:
             self.websocket.session.shutdown()  # closes with 1001 if the app accepts
-        if self.current is None and not self.pipeline:
+        if self.current is None and not self.pipeline and self.served:
+            # Idle between requests: closed now. A connection that has had no request yet is
+            # left to send its first (its client connected to send one), which is answered
+            # with `connection: close`; a silent one ends at the keep-alive timeout.
             self._close()
 
     def check_timeouts(self, now: float) -> None:
@@ -398,6 +402,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
 
     def _start(self, exchange: Exchange, keep_alive: bool) -> None:
         self.current = exchange
+        self.served = True
         self.current_keep_alive = keep_alive
         if self.state.response_timeout:
             self.current_since = self.loop.time()

@@ -130,9 +130,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
                 self.streams[1].exchange.feed_body(chunk)
         self._flush()
         if state.shutting_down:
-            # Accepted before a graceful stop began: the requests of the client's first flight
-            # are served, then GOAWAY (data_received).
-            self.goaway_after_read = True
+            self.shutdown()
         if preamble:
             self.data_received(preamble)
 
@@ -388,8 +386,12 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self._close(_ERROR_GRACE)
 
     def shutdown(self) -> None:
-        """Graceful: GOAWAY with the last stream we will serve; close once those are done."""
+        """Graceful: GOAWAY with the last stream we will serve; close once those are done.
+        A connection with no stream yet is left to open its first ones (data_received)."""
         if self.closing:
+            return
+        if not self.conn.highest_inbound_stream_id and not self.goaway_sent:
+            self.goaway_after_read = True
             return
         if not self.goaway_sent:
             self.goaway_sent = True
