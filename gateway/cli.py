@@ -306,21 +306,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     from .lifespan import LifespanFailure
     from .loading import AppLoadError
 
+    from . import run
+
     try:
-        config = settings.config()
-        if config.uses_supervisor:
-            from .logs import configure_logging
-            from .supervisor import supervise
-
-            configure_logging(config.log_level_number, config.access_log)
-            sys.exit(supervise(config))
-        from .server import run
-
-        run(config=config)
+        run(config=settings.config())
     except AppLoadError as exc:
-        if exc.details:
-            print(exc.details, file=sys.stderr, end="")
-        _fail(str(exc))
+        if not exc.details:  # the module or attribute is not there: a usage mistake
+            _fail(str(exc))
+        print(exc.details, file=sys.stderr, end="")  # the app's code raised: start-up failed
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_STARTUP_FAILED)
     except ConfigError as exc:
         _fail(str(exc))
     except LifespanFailure as exc:

@@ -121,13 +121,9 @@ USER_ERRORS = {
     "no-app": ([], ["MODULE:ATTR"]),
     "app-without-colon": (["hello"], ["hello"]),
     "no-such-module": (["nosuchmodule:app"], ["nosuchmodule"]),
-    "syntax-error": (["broken:app"], ["broken", "SyntaxError"]),
-    "missing-dependency": (["needsdep:app"], ["needsdep", "nosuchdependency_xyz"]),
-    "module-raises": (["explodes:app"], ["explodes", "settings file not found"]),
     "missing-attribute": (["hello:nope"], ["hello", "nope"]),
     "not-callable": (["hello:NOT_AN_APP"], ["int"]),
     "factory-without-flag": (["hello:make_app"], ["--factory"]),
-    "factory-raises": (["--factory", "hello:broken_factory"], ["factory cannot find its settings"]),
     "missing-certfile": (["--certfile", "missing.pem", "--keyfile", "{key}", "hello:app"],
                          ["missing.pem"]),
     "missing-keyfile": (["--certfile", "{cert}", "--keyfile", "missing-key.pem", "hello:app"],
@@ -172,6 +168,33 @@ USER_ERRORS = {
     "negative-ws-close-timeout": (["--ws-close-timeout", "-1", "hello:app"], ["--ws-close-timeout"]),
     "ws-deflate-not-a-boolean": (["--ws-per-message-deflate", "maybe", "hello:app"], ["maybe"]),
 }
+
+
+# The app's own code raised: the user sees their traceback (their file and line), then one
+# line; exit status 3, start-up failed, as when lifespan start-up fails.
+APP_ERRORS = {
+    "syntax-error": (["broken:app"], ["broken", "SyntaxError"], 'broken.py", line 2'),
+    "missing-dependency": (["needsdep:app"], ["needsdep", "nosuchdependency_xyz"],
+                           'needsdep.py", line 2, in <module>'),
+    "module-raises": (["explodes:app"], ["explodes", "settings file not found"],
+                      'explodes.py", line 2, in <module>'),
+    "factory-raises": (["--factory", "hello:broken_factory"], ["factory cannot find its settings"],
+                       'hello.py", line 16, in broken_factory'),
+}
+
+
+@pytest.mark.parametrize("case", list(APP_ERRORS))
+def test_an_app_that_raises_while_loading_shows_its_traceback_exit_3(project, case):
+    args, words, where = APP_ERRORS[case]
+    port = free_port()
+    result = run_cli("-b", f"127.0.0.1:{port}", *args, cwd=project)
+    assert result.returncode == 3, result.stderr
+    assert where in result.stderr, result.stderr
+    assert "gateway/" not in result.stderr and "importlib" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("gateway: error:") and all(word in lines[-1] for word in words)
+    assert sum(line.startswith("gateway: error:") for line in lines) == 1
+    assert_port_free(port)
 
 
 @pytest.mark.parametrize("case", list(USER_ERRORS))
@@ -367,3 +390,16 @@ def test_ws_flags_reach_the_wire(gateway_cli):
             ws.recv(timeout=5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     assert process.stop()[0] == 0
+
+
+def test_a_password_for_a_key_that_needs_none_is_a_warning(project, certs, gateway_cli):
+    process = gateway_cli("--certfile", certs.cert_file, "--keyfile", certs.key_file,
+                          "--keyfile-password", "unneeded", "-b", "127.0.0.1:0", "hello:app",
+                          cwd=project)
+    port = process.wait_listening()
+    assert any("WARNING --keyfile-password was given but the key" in line and "not encrypted" in line
+               for line in process.lines), process.lines
+    response = httpx.get(f"https://localhost:{port}/", verify=certs.client_context(), timeout=5)
+    assert response.status_code == 200
+    returncode, _ = process.stop()
+    assert returncode == 0

@@ -161,7 +161,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self._receive(data)
         if self.goaway_after_read and self.conn.highest_inbound_stream_id:
             self.goaway_after_read = False
-            self.shutdown()
+            self._go_away()
 
     def _feed_held(self) -> None:
         held = self.held
@@ -386,12 +386,19 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self._close(_ERROR_GRACE)
 
     def shutdown(self) -> None:
-        """Graceful: GOAWAY with the last stream we will serve; close once those are done.
-        A connection with no stream yet is left to open its first ones (data_received)."""
+        """The server stops: GOAWAY, and close once the streams in flight are done. A
+        connection with no stream yet is left to open its first ones (data_received): its
+        client connected to send them."""
         if self.closing:
             return
         if not self.conn.highest_inbound_stream_id and not self.goaway_sent:
             self.goaway_after_read = True
+            return
+        self._go_away()
+
+    def _go_away(self) -> None:
+        """GOAWAY with the last stream we will serve; close once those are done."""
+        if self.closing:
             return
         if not self.goaway_sent:
             self.goaway_sent = True
@@ -418,7 +425,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         if self.closing:
             return
         if self.idle_since is not None and now - self.idle_since > state.keep_alive_timeout:
-            self.shutdown()
+            self._go_away()
             return
         if self.header_block_since is not None and now - self.header_block_since > state.header_timeout:
             # A header block must arrive whole before any other frame (RFC 9113 section
