@@ -42,6 +42,7 @@ class PipeLink:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.orphaned = False
         os.set_blocking(fd, False)
 
     def ready(self) -> None:
@@ -60,8 +61,14 @@ class PipeLink:
     def _send(self, line: bytes) -> None:
         try:
             os.write(self.fd, line)
-        except (BlockingIOError, BrokenPipeError):
+        except BlockingIOError:
             pass
+        except BrokenPipeError:
+            # The supervisor is gone (killed): nobody would replace or stop this worker, and
+            # it would hold the sockets. It stops as if told to, gracefully.
+            if not self.orphaned:
+                self.orphaned = True
+                os.kill(os.getpid(), signal.SIGTERM)
 
 
 def set_process_title(title: str) -> None:

@@ -347,3 +347,25 @@ def signal_pid(pid: int, signum: int) -> None:
     import os
 
     os.kill(pid, signum)
+
+
+def test_workers_of_a_killed_supervisor_stop_instead_of_lingering(start):
+    tree = start("--workers", "2", "-b", "127.0.0.1:0", "app9:app")
+    port = tree.port()
+    workers = [pid for _, pid in tree.ready_workers(2)]
+    tree.process.kill()
+    tree.process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() and
+                                              "zombie" not in _state(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in workers)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"
