@@ -299,6 +299,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for note in settings.notes:
         print(f"gateway: note: {note}", file=sys.stderr)
     if show or settings.show:
+        try:
+            settings.config()  # the checks serving makes: settings it would refuse are no answer
+        except ConfigError as exc:
+            _fail(str(exc))
         print(settings.describe())
         return
     if not settings.values.get("app"):
