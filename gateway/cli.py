@@ -267,7 +267,11 @@ def read_settings(argv: Sequence[str], environ: dict[str, str] | os._Environ[str
         load_env_file(str(env_file), environ)
     from_env = read_environment(environ)
     if "workers" not in from_env and "WEB_CONCURRENCY" in environ:
-        from_env["workers"] = convert("workers", environ["WEB_CONCURRENCY"], Source.ENV)
+        try:
+            from_env["workers"] = convert("workers", environ["WEB_CONCURRENCY"], Source.ENV)
+        except ConfigError:  # its message would name GATEWAY_WORKERS, which the user did not set
+            raise ConfigError(f"invalid WEB_CONCURRENCY={environ['WEB_CONCURRENCY']!r}: expected "
+                              "a whole number of worker processes") from None
     values, sources = layer(default_values(), from_file, from_env, flags)
     return Settings(values, sources, file, notes, show)
 
@@ -299,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for note in settings.notes:
         print(f"gateway: note: {note}", file=sys.stderr)
     if show or settings.show:
+        try:
+            settings.config()  # the checks serving makes: settings it would refuse are no answer
+        except ConfigError as exc:
+            _fail(str(exc))
         print(settings.describe())
         return
     if not settings.values.get("app"):

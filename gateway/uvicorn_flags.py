@@ -129,18 +129,18 @@ def translate(flags: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _binds(settings: dict[str, Any]) -> list[str]:
+    """As uvicorn chooses: --uds, else --fd, else --host/--port; the others are ignored."""
     host = settings.pop("host", None)
     port = settings.pop("port", None)
-    binds = []
-    if host is not None or port is not None:
-        default_host, _, default_port = DEFAULT_BIND.partition(":")
-        host = default_host if host is None else host
-        port = int(default_port) if port is None else port
-        binds.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     uds = settings.pop("uds", None)
-    if uds is not None:
-        binds.append(f"unix:{uds}")
     fd = settings.pop("fd", None)
+    if uds is not None:
+        return [f"unix:{uds}"]
     if fd is not None:
-        binds.append(f"fd://{fd}")
-    return binds
+        return [f"fd://{fd}"]
+    if host is None and port is None:
+        return []
+    default_host, _, default_port = DEFAULT_BIND.partition(":")
+    host = default_host if host is None else host
+    port = int(default_port) if port is None else port
+    return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
