@@ -311,10 +311,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if not settings.values.get("app"):
         _fail("no app given: name one as MODULE:ATTR, for example main:app (see 'gateway --help')")
+    from . import run
     from .lifespan import LifespanFailure
     from .loading import AppLoadError
-
-    from . import run
 
     try:
         run(config=settings.config())

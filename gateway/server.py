@@ -36,7 +36,7 @@ from .tls.context import certificate_files, create_ssl_context
 from .tls.scope import TLSInfo
 from .tls.sslobject import ServerSSLContext
 
-__all__ = ["BindError", "Server", "run", "serve"]
+__all__ = ["BindError", "Server", "run", "serve", "serve_on_new_loop"]
 
 ALPN_PROTOCOLS = ["h2", "http/1.1"]
 _QUIET_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError)
@@ -307,6 +307,11 @@ def run(app: Any = None, config: Config | None = None, **settings: Any) -> None:
     factory = loop_factory(config.loop)
     server.prepare()
     error_logger.info("gateway %s, Python %s, pid %d", __version__, sys.version.split()[0], os.getpid())
+    serve_on_new_loop(server, factory)
+
+
+def serve_on_new_loop(server: Server, factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """Run `server.serve()` on a new loop from `factory` until it returns."""
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(server.serve())

@@ -14,7 +14,6 @@ whose loop is blocked falls silent, and is replaced), `recycle` past --max-reque
 
 from __future__ import annotations
 
-import asyncio
 import faulthandler
 import json
 import os
@@ -26,7 +25,7 @@ from .config import Config, ConfigError
 from .lifespan import LifespanFailure
 from .loading import AppLoadError
 from .logs import configure_logging, error_logger
-from .server import Server, loop_factory
+from .server import Server, loop_factory, serve_on_new_loop
 from .sockets import adopt
 
 # Exit status of a worker whose start-up failed: the supervisor stops rather than retry.
@@ -98,17 +97,7 @@ def main() -> None:
     server = Server(config, listeners=listeners, link=link)
     try:
         server.prepare()
-        factory = loop_factory(config.loop)
-        if sys.version_info >= (3, 11):
-            with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(server.serve())
-        else:
-            loop = factory()
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(server.serve())
-            finally:
-                loop.close()
+        serve_on_new_loop(server, loop_factory(config.loop))
     except AppLoadError as exc:
         link.failed((exc.details or "") + str(exc))
         sys.exit(EXIT_BOOT_FAILED)
