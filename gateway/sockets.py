@@ -18,7 +18,7 @@ import contextlib
 import os
 import socket
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import (
     DEFAULT_BIND,
@@ -49,11 +49,15 @@ class Listener:
     secure: bool
     # gateway created the Unix socket file, so it removes it when it stops.
     owns_path: bool = False
+    # Where it listens, read once: it stays known after the socket is closed.
+    address: object = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.address = self.sock.getsockname()
 
     @property
     def port(self) -> int | None:
-        address = self.sock.getsockname()
-        return address[1] if isinstance(address, tuple) else None
+        return self.address[1] if isinstance(self.address, tuple) else None
 
     @property
     def is_unix(self) -> bool:
@@ -61,7 +65,7 @@ class Listener:
 
     def describe(self, scheme: str) -> str:
         """What the `listening on` line shows: a URL for TCP, the file for a Unix socket."""
-        address = self.sock.getsockname()
+        address = self.address
         if not isinstance(address, tuple):
             where = f"unix:{address or self.bind}"
         else:

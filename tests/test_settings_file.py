@@ -52,7 +52,7 @@ def test_default_values_are_configs_own_defaults() -> None:
     defaults = default_values()
     assert defaults == dataclasses.asdict(Config())
     defaults["bind"].append("0.0.0.0:1")  # a fresh list each time, never Config's factory's
-    assert default_values()["bind"] == ["127.0.0.1:8000"]
+    assert default_values()["bind"] == []
 
 
 # --- conversion --------------------------------------------------------------------------------
@@ -186,12 +186,12 @@ def test_convert_rejects_an_unknown_name_with_a_suggestion() -> None:
 
 @dataclass
 class WiderConfig(Config):
-    """Config as the CLI rewrite extends it: the module must derive these, not list them."""
+    """Config with fields added: the module must derive them, not list them."""
 
-    workers: int = 1
-    reload: bool = False
-    reload_dirs: list[str] = field(default_factory=list)
-    reload_delay: float | None = None
+    pool_size: int = 1
+    watch: bool = False
+    watch_dirs: list[str] = field(default_factory=list)
+    watch_delay: float | None = None
     worker_class: Literal["async", "thread"] = "async"
 
 
@@ -205,30 +205,30 @@ def wider_config(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.mark.usefixtures("wider_config")
 def test_new_config_fields_are_read_from_file_and_environment(tmp_path: Path) -> None:
-    assert setting_names()[-5:] == ["workers", "reload", "reload_dirs", "reload_delay", "worker_class"]
+    assert setting_names()[-5:] == ["pool_size", "watch", "watch_dirs", "watch_delay", "worker_class"]
     environ = {
-        "GATEWAY_WORKERS": "4",
-        "GATEWAY_RELOAD": "yes",
-        "GATEWAY_RELOAD_DIRS": "src,lib",
-        "GATEWAY_RELOAD_DELAY": "",
+        "GATEWAY_POOL_SIZE": "4",
+        "GATEWAY_WATCH": "yes",
+        "GATEWAY_WATCH_DIRS": "src,lib",
+        "GATEWAY_WATCH_DELAY": "",
     }
     assert read_environment(environ) == {
-        "workers": 4, "reload": True, "reload_dirs": ["src", "lib"], "reload_delay": None,
+        "pool_size": 4, "watch": True, "watch_dirs": ["src", "lib"], "watch_delay": None,
     }
     path = write(tmp_path, """
         [gateway]
-        reload-dirs = ["src", "templates"]
-        reload-delay = 0.5
+        watch-dirs = ["src", "templates"]
+        watch-delay = 0.5
         worker-class = "thread"
     """)
     assert read_file(path) == {
-        "reload_dirs": ["src", "templates"], "reload_delay": 0.5, "worker_class": "thread",
+        "watch_dirs": ["src", "templates"], "watch_delay": 0.5, "worker_class": "thread",
     }
-    with pytest.raises(ConfigError, match=r"^invalid GATEWAY_WORKERS='x': expected a whole number$"):
-        read_environment({"GATEWAY_WORKERS": "x"})
+    with pytest.raises(ConfigError, match=r"^invalid GATEWAY_POOL_SIZE='x': expected a whole number$"):
+        read_environment({"GATEWAY_POOL_SIZE": "x"})
     with pytest.raises(ConfigError, match=r"expected one of async, thread, got 'process'"):
         read_file(write(tmp_path, "worker_class = \"process\"\n"))
-    assert default_values()["reload_dirs"] == []
+    assert default_values()["watch_dirs"] == []
 
 
 # --- the file: layouts, spelling, unknown keys, syntax ---------------------------------------
