@@ -2,7 +2,10 @@
 
 Every server serves the same trivial app (bench/app.py) from the benchmark
 venv (bench/.venv, made by bench/setup.sh), pinned to CPU 0, while the load
-generator runs pinned to CPU 1, so the two never compete for a core. Rounds
+generator runs pinned to CPU 1, so the two never compete for a core. The one
+exception is the multi-worker row (h1-workers: every server with 2 worker
+processes): there nothing is pinned, servers and wrk share all cores, and the
+row is for ratios between servers only, not for comparing with the others. Rounds
 are interleaved (round 1: every server, round 2: every server, ...) so that a
 slow drift of the machine (thermal, noisy neighbours) spreads over all servers
 instead of penalising whichever ran last; the report gives the median.
@@ -18,7 +21,10 @@ to load a server on one core.
 Usage:  python bench/run.py [--duration 10] [--rounds 3] [--connections 64]
                             [--h2-connections 32] [--h2-streams 32]
                             [--ws-connections 64] [--ws-in-flight 1] [--ws-size 32]
-                            [--servers gateway,uvicorn] [--scenarios h1,h1-tls,h2-tls,h2c,ws]
+                            [--servers gateway,uvicorn]
+                            [--scenarios h1,h1-tls,h2-tls,h2c,ws,h1-workers]
+
+Without --scenarios every scenario runs, h1-workers included.
 """
 
 from __future__ import annotations
@@ -551,6 +557,9 @@ SCENARIOS = [
     Scenario("h2c", "h2c", tls=False, load=h2load_load, http2=True, tool="h2load"),
     Scenario("ws", "WebSocket echo", tls=False, load=ws_load, tool="ws_load", websocket=True,
              unit="msg/s"),
+    # Every server with 2 workers; unpinned (see Scenario.pinned): ratios only.
+    Scenario("h1-workers", "HTTP/1.1 plain, 2 workers (unpinned: ratio only)", tls=False,
+             load=wrk_load, workers=2),
 ]
 
 
