@@ -2,7 +2,10 @@
 
 Every server serves the same trivial app (bench/app.py) from the benchmark
 venv (bench/.venv, made by bench/setup.sh), pinned to CPU 0, while the load
-generator runs pinned to CPU 1, so the two never compete for a core. Rounds
+generator runs pinned to CPU 1, so the two never compete for a core. The one
+exception is the multi-worker row (h1-workers: every server with 2 worker
+processes): there nothing is pinned, servers and wrk share all cores, and the
+row is for ratios between servers only, not for comparing with the others. Rounds
 are interleaved (round 1: every server, round 2: every server, ...) so that a
 slow drift of the machine (thermal, noisy neighbours) spreads over all servers
 instead of penalising whichever ran last; the report gives the median.
@@ -18,7 +21,10 @@ to load a server on one core.
 Usage:  python bench/run.py [--duration 10] [--rounds 3] [--connections 64]
                             [--h2-connections 32] [--h2-streams 32]
                             [--ws-connections 64] [--ws-in-flight 1] [--ws-size 32]
-                            [--servers gateway,uvicorn] [--scenarios h1,h1-tls,h2-tls,h2c,ws]
+                            [--servers gateway,uvicorn]
+                            [--scenarios h1,h1-tls,h2-tls,h2c,ws,h1-workers]
+
+Without --scenarios every scenario runs, h1-workers included.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ class LoadSpec:
     in_flight: int = 1                 # ws: messages outstanding per connection
     message_size: int = 32             # ws: bytes per message
     binary: bool = False               # ws: binary messages instead of text
+    cpu: str | None = LOAD_CPU         # taskset CPU list for the load generator; None: unpinned
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,14 @@ class Scenario:
     tool: str = "wrk"     # the load generator it needs (on PATH, or in bench/.venv/bin)
     websocket: bool = False   # servers read this to pick their WebSocket implementation
     unit: str = "req/s"   # what LoadResult.rps counts; one report table per unit
+    workers: int = 1      # worker processes per server; servers read this for their flag
+
+    @property
+    def pinned(self) -> bool:
+        """One worker: server on SERVER_CPU, load on LOAD_CPU. More workers than the one
+        server core would be pointless pinned, so then nothing is pinned and servers and
+        load generator share every core: the row is for ratios between servers only."""
+        return self.workers == 1
 
 
 @dataclass(frozen=True)
@@ -159,6 +174,11 @@ class Cell:
 # ---------------------------------------------------------------------- servers
 
 
+def on_cpu(cpu: str | None, cmd: list[str]) -> list[str]:
+    """``cmd`` under ``taskset -c cpu``, or as it is when ``cpu`` is None (unpinned)."""
+    return ["taskset", "-c", cpu, *cmd] if cpu is not None else cmd
+
+
 def venv_exe(name: str) -> str:
     """Servers run from the bench venv, so all of them see the same Python and app."""
     return str(VENV_BIN / name)
@@ -169,7 +189,10 @@ GATEWAY_EXTRA: list[str] = []
 
 
 def gateway_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
-    cmd = [venv_exe("python"), "-m", "gateway", "--bind", f"127.0.0.1:{port}", "--no-access-log"]
+    # --workers 1 (the default) runs in one process; more start a supervisor, whose workers
+    # (subprocess, no new session) stay in its process group.
+    cmd = [venv_exe("python"), "-m", "gateway", "--bind", f"127.0.0.1:{port}", "--no-access-log",
+           "--workers", str(scenario.workers)]
     if tls:
         cmd += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
     return [*cmd, *GATEWAY_EXTRA, APP]
@@ -180,7 +203,9 @@ def uvicorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str
     # `--http zttp --http2` serves h2 by ALPN, h2c by prior knowledge, and HTTP/1.1.
     http = ["--http", "zttp", "--http2"] if scenario.http2 else ["--http", "httptools"]
     cmd = [venv_exe("uvicorn"), APP, "--host", "127.0.0.1", "--port", str(port),
-           *http, "--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
+           *http, "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+           # 1 runs in one process; more start uvicorn's multiprocess supervisor.
+           "--workers", str(scenario.workers)]
     if scenario.websocket:
         # uvicorn 0.54 offers websockets (the legacy websockets.legacy protocol),
         # websockets-sansio and wsproto; --ws auto picks websockets-sansio when the
@@ -195,7 +220,9 @@ def hypercorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[s
     # No --access-logfile means no access log; --log-level keeps the error log quiet.
     # h2 by ALPN and h2c by prior knowledge are on by default; it closes a connection
     # after 1,000 requests (keep_alive_max_requests), h2 streams included.
-    cmd = [venv_exe("hypercorn"), APP, "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    # --workers 1 is its default: a parent process plus one worker.
+    cmd = [venv_exe("hypercorn"), APP, "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+           "--workers", str(scenario.workers)]
     if tls:
         cmd += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
     return cmd
@@ -203,7 +230,7 @@ def hypercorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[s
 
 def granian_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[str]:
     cmd = [venv_exe("granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--no-access-log", "--log-level", "warning"]
+           "--workers", str(scenario.workers), "--no-access-log", "--log-level", "warning"]
     if scenario.http2:
         # auto (the default, spelled out): h2 by ALPN or h2c preface, else HTTP/1.1.
         # `--http 2` would refuse the HTTP/1.1 readiness probe.
@@ -222,7 +249,7 @@ def gunicorn_cmd(port: int, scenario: Scenario, tls: TlsFiles | None) -> list[st
     # gunicorn 26 also opens a control socket in ~/.gunicorn/ by default; not wanted here.
     # WebSocket: the asgi worker has its own RFC 6455 code (gunicorn/asgi/websocket.py),
     # always on, without flags (and without permessage-deflate).
-    cmd = [venv_exe("gunicorn"), "-k", "asgi", "-w", "1", "-b", f"127.0.0.1:{port}",
+    cmd = [venv_exe("gunicorn"), "-k", "asgi", "-w", str(scenario.workers), "-b", f"127.0.0.1:{port}",
            "--http-parser", "fast", "--asgi-loop", "uvloop", "--log-level", "warning",
            "--no-control-socket"]
     if scenario.http2:
@@ -251,18 +278,20 @@ class StartError(Exception):
 
 
 class RunningServer:
-    """A server subprocess pinned to SERVER_CPU, in its own process group.
+    """A server subprocess pinned to ``cpu`` (unpinned if None), in its own process group.
 
-    The own group matters: gunicorn and granian fork workers, and a SIGKILL to the
-    parent alone would leave those holding the port and a core.
+    The own group matters: every server but a one-worker gateway or uvicorn starts
+    worker processes (gunicorn forks, hypercorn, granian and uvicorn spawn with
+    multiprocessing, gateway's supervisor with subprocess), all in the parent's group,
+    and a SIGKILL to the parent alone would leave those holding the port and a core.
     """
 
-    def __init__(self, cmd: list[str], log_path: Path) -> None:
+    def __init__(self, cmd: list[str], log_path: Path, cpu: str | None = SERVER_CPU) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *cmd], cwd=ROOT, env=env,
+            on_cpu(cpu, cmd), cwd=ROOT, env=env,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -313,20 +342,37 @@ def probe(port: int, tls: TlsFiles | None) -> None:
         raise StartError(f"unexpected answer: {resp.status} {body[:80]!r}")
 
 
-def wait_ready(server: RunningServer, port: int, tls: TlsFiles | None) -> None:
+# With several workers the first answer may come from the only one ready so far (they share
+# one listening socket, so a worker still starting just does not accept). Before the warm-up,
+# keep probing until SETTLE_PROBES answers in a row and at least SETTLE_SECONDS since the first.
+SETTLE_PROBES = 20
+SETTLE_SECONDS = 1.0
+
+
+def wait_ready(server: RunningServer, port: int, tls: TlsFiles | None, workers: int = 1) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     last_error: Exception | None = None
+    first_ok: float | None = None
+    in_a_row = 0
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise StartError(f"exited with code {server.proc.returncode}:\n{server.log_tail()}")
         try:
             probe(port, tls)
-            return
         except StartError:
             raise
         except (OSError, http.client.HTTPException) as exc:
-            last_error = exc
+            last_error, in_a_row = exc, 0
             time.sleep(0.1)
+            continue
+        if workers == 1:
+            return
+        now = time.monotonic()
+        first_ok = now if first_ok is None else first_ok
+        in_a_row += 1
+        if in_a_row >= SETTLE_PROBES and now - first_ok >= SETTLE_SECONDS:
+            return
+        time.sleep(0.02)
     raise StartError(f"no answer within {START_TIMEOUT:.0f}s ({last_error}):\n{server.log_tail()}")
 
 
@@ -339,8 +385,8 @@ def base_url(spec: LoadSpec, scheme: str = "http") -> str:
 
 def wrk_load(spec: LoadSpec) -> LoadResult:
     """HTTP/1.1 keep-alive load with wrk, one thread (one core's worth of client)."""
-    cmd = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{spec.connections}",
-           f"-d{max(1, round(spec.duration))}s", base_url(spec)]
+    cmd = on_cpu(spec.cpu, ["wrk", "-t1", f"-c{spec.connections}",
+                            f"-d{max(1, round(spec.duration))}s", base_url(spec)])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=spec.duration + 60)
     if out.returncode != 0:
         return LoadResult(0.0, 1, f"wrk exited {out.returncode}: {out.stderr.strip()[:200]}")
@@ -401,8 +447,8 @@ def h2load_load(spec: LoadSpec) -> LoadResult:
     succeeded, seconds, batches = 0, 0.0, 0
     deadline = time.monotonic() + spec.duration
     while True:
-        cmd = ["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{conns}", f"-m{spec.streams}",
-               f"-n{conns * per_conn}", base_url(spec)]
+        cmd = on_cpu(spec.cpu, ["h2load", "-t1", f"-c{conns}", f"-m{spec.streams}",
+                                f"-n{conns * per_conn}", base_url(spec)])
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=H2_BATCH_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -472,9 +518,10 @@ def ws_load(spec: LoadSpec) -> LoadResult:
     error count covers failed connects and handshakes, wrong echoes, server closes or
     EOFs, echoes that never came and close handshakes that did not complete.
     """
-    cmd = ["taskset", "-c", LOAD_CPU, str(WS_LOAD), "--port", str(spec.port),
-           "--connections", str(spec.connections), "--in-flight", str(spec.in_flight),
-           "--size", str(spec.message_size), "--duration", f"{spec.duration:g}"]
+    cmd = on_cpu(spec.cpu, [str(WS_LOAD), "--port", str(spec.port),
+                            "--connections", str(spec.connections),
+                            "--in-flight", str(spec.in_flight),
+                            "--size", str(spec.message_size), "--duration", f"{spec.duration:g}"])
     if spec.binary:
         cmd.append("--binary")
     try:
@@ -510,6 +557,9 @@ SCENARIOS = [
     Scenario("h2c", "h2c", tls=False, load=h2load_load, http2=True, tool="h2load"),
     Scenario("ws", "WebSocket echo", tls=False, load=ws_load, tool="ws_load", websocket=True,
              unit="msg/s"),
+    # Every server with 2 workers; unpinned (see Scenario.pinned): ratios only.
+    Scenario("h1-workers", "HTTP/1.1 plain, 2 workers (unpinned: ratio only)", tls=False,
+             load=wrk_load, workers=2),
 ]
 
 
@@ -542,13 +592,15 @@ def have_tool(tool: str) -> bool:
 
 def check_tools(scenarios: Sequence[Scenario]) -> list[str]:
     """What is missing for a run; setup.sh installs all of it."""
-    tools = dict.fromkeys(["taskset", *(sc.tool for sc in scenarios)])
+    taskset = ["taskset"] if any(sc.pinned for sc in scenarios) else []
+    tools = dict.fromkeys([*taskset, *(sc.tool for sc in scenarios)])
     missing = [tool + (" (run bench/setup.sh)" if tool == "ws_load" else "")
                for tool in tools if not have_tool(tool)]
     if not (VENV_BIN / "python").exists():
         missing.append(f"{VENV_BIN / 'python'} (run bench/setup.sh)")
     if (os.cpu_count() or 1) < 2:
-        missing.append("a second CPU (server and load generator each get one)")
+        missing.append("a second CPU (server and load generator each get one; "
+                       "the unpinned rows share two)")
     return missing
 
 
@@ -557,14 +609,15 @@ def check_tools(scenarios: Sequence[Scenario]) -> list[str]:
 
 def load_spec(scenario: Scenario, port: int, duration: float,
               args: argparse.Namespace) -> LoadSpec:
+    cpu = LOAD_CPU if scenario.pinned else None
     if scenario.http2:
         return LoadSpec(port, scenario.tls, duration, args.h2_connections, args.h2_streams,
-                        args.h2_requests_per_connection)
+                        args.h2_requests_per_connection, cpu=cpu)
     if scenario.websocket:
         return LoadSpec(port, scenario.tls, duration, args.ws_connections,
                         in_flight=args.ws_in_flight, message_size=args.ws_size,
-                        binary=args.ws_binary)
-    return LoadSpec(port, scenario.tls, duration, args.connections)
+                        binary=args.ws_binary, cpu=cpu)
+    return LoadSpec(port, scenario.tls, duration, args.connections, cpu=cpu)
 
 
 def run_one(server: Server, scenario: Scenario, tls: TlsFiles | None, args: argparse.Namespace,
@@ -573,11 +626,12 @@ def run_one(server: Server, scenario: Scenario, tls: TlsFiles | None, args: argp
     port = free_port()
     log_path = log_dir / f"{server.name}-{scenario.key}.log"
     try:
-        running = RunningServer(server.command(port, scenario, tls), log_path)
+        running = RunningServer(server.command(port, scenario, tls), log_path,
+                                SERVER_CPU if scenario.pinned else None)
     except OSError as exc:
         raise StartError(str(exc)) from exc
     try:
-        wait_ready(running, port, tls)
+        wait_ready(running, port, tls, scenario.workers)
         if args.warmup > 0:
             scenario.load(load_spec(scenario, port, args.warmup, args))
         result = scenario.load(load_spec(scenario, port, args.duration, args))
@@ -711,7 +765,9 @@ def header(servers: Sequence[Server], scenarios: Sequence[Scenario],
         f"# ASGI server benchmark, {now}",
         "",
         f"Machine: {cpu_model()}, nproc {os.cpu_count()}; Python {venv_python_version()}; "
-        f"server on CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU}.",
+        f"server on CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU}"
+        + ("" if all(sc.pinned for sc in scenarios) else
+           " (unpinned rows: servers and load generator share every core)") + ".",
         "Servers: " + ", ".join(f"{name} {v}" for name, v in vers.items()) + "."
         + (f" gateway extra flags: `{shlex.join(GATEWAY_EXTRA)}`." if GATEWAY_EXTRA else ""),
         load_line(scenarios, args),
@@ -736,7 +792,20 @@ def table(servers: Sequence[Server], scenarios: Sequence[Scenario],
             lines.append("")
         group = [sc for sc in scenarios if sc.unit == unit]
         lines += unit_table(servers, group, cells, unit)
+        lines += unpinned_note(group)
     return lines
+
+
+def unpinned_note(scenarios: Sequence[Scenario]) -> list[str]:
+    """Under a table with unpinned rows: what they may and may not be compared with."""
+    unpinned = [sc for sc in scenarios if not sc.pinned]
+    if not unpinned:
+        return []
+    keys = ", ".join(f"`{sc.key}` ({sc.workers} worker processes per server)" for sc in unpinned)
+    return ["", f"Unpinned rows, {keys}: every server's processes and the load generator share "
+                f"all {os.cpu_count()} cores, so the load generator takes CPU from the server. "
+                "Compare their ratios between servers only, not their "
+                f"{scenarios[0].unit} with the pinned rows'."]
 
 
 def unit_table(servers: Sequence[Server], scenarios: Sequence[Scenario],
