@@ -40,6 +40,9 @@ __all__ = ["BindError", "Server", "run", "serve", "serve_on_new_loop"]
 
 ALPN_PROTOCOLS = ["h2", "http/1.1"]
 _QUIET_ERRORS = (ssl.SSLError, ConnectionError, TimeoutError)
+# During a graceful stop, how long a connection may sit idle: long enough for a client that
+# just connected to send its request, short enough not to hold the stop up.
+DRAIN_IDLE_TIMEOUT = 1.0
 
 
 class SupervisorLink(Protocol):
@@ -132,8 +135,10 @@ class Server:
             try:
                 await self._stop.wait()
             finally:
-                ticker.cancel()
-                await self._shutdown()
+                try:
+                    await self._shutdown()  # timeouts still apply while connections drain
+                finally:
+                    ticker.cancel()
                 await lifespan.shutdown()
                 error_logger.info("stopped")
         finally:
@@ -200,7 +205,8 @@ class Server:
             state.guard.sweep(now)
             if self.link is not None:
                 self.link.beat()
-                if self.max_requests is not None and state.requests >= self.max_requests:
+                if (self.max_requests is not None and state.requests >= self.max_requests
+                        and not state.shutting_down):
                     self.max_requests = None
                     error_logger.info("served %d requests (--max-requests): recycling", state.requests)
                     self.link.recycle()
@@ -210,6 +216,9 @@ class Server:
         state = self.state
         self.door.close()
         state.shutting_down = True
+        # A connection accepted before the stop, with no request yet, is waited for this long
+        # (connections.shutdown()); so is any connection gone quiet while the others drain.
+        state.keep_alive_timeout = min(state.keep_alive_timeout, DRAIN_IDLE_TIMEOUT)
         if self.ssl_context is not None:
             self.ssl_context.lingering = False  # idle clients are closed without a wait
         for connection in list(state.connections):

@@ -159,6 +159,30 @@ def test_after_signal_idle_connections_close_and_new_ones_are_refused(project, g
     assert process.process.wait(timeout=10) == 0
 
 
+def test_a_connection_made_before_the_signal_is_answered_once_and_a_silent_one_closed(
+        project, gateway_cli):
+    """The race of a graceful stop (and of a worker retiring on SIGHUP): a client connected
+    but its request has not been read yet. It is answered, not dropped."""
+    process = gateway_cli("-b", "127.0.0.1:0", "lifecycle_app:app", cwd=project)
+    port = process.wait_listening()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as fresh, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as silent, \
+            ThreadPoolExecutor(1) as pool:
+        future = pool.submit(httpx.get, f"http://127.0.0.1:{port}/slow", timeout=10)
+        wait_for_event(project, "slow start")  # holds the stop open while `fresh` is served
+        process.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        fresh.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = read_until_closed(fresh)
+        assert response.startswith(b"HTTP/1.1 200") and b"connection: close" in response.lower()
+        began = time.monotonic()
+        silent.settimeout(5)
+        assert read_until_closed(silent) == b""
+        assert time.monotonic() - began < 2.5
+        assert future.result(timeout=10).status_code == 200
+    assert process.process.wait(timeout=10) == 0
+
+
 @contextlib.contextmanager
 def request_that_never_finishes(project: Path, gateway_cli, graceful_timeout: str
                                 ) -> Iterator[tuple[GatewayProcess, socket.socket]]:
