@@ -161,7 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="send 'server: gateway' (default: on)")
     run.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True,
                      help="send a Date header (default: on)")
+    _add_uvicorn_compatibility(parser)
     return parser
+
+
+def _add_uvicorn_compatibility(parser: argparse.ArgumentParser) -> None:
+    """uvicorn's flags of the same names, so its command lines work here unchanged."""
+    compat = parser.add_argument_group("compatibility with uvicorn")
+    compat.add_argument("--header", action="append", dest="headers", default=[], metavar="NAME:VALUE",
+                        help="a header sent with every response, repeatable; server and date "
+                             "replace gateway's own")
 
 
 def build_certs_parser() -> argparse.ArgumentParser:
@@ -219,6 +228,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ws_ping_timeout=args.ws_ping_timeout,
         ws_close_timeout=args.ws_close_timeout,
         ws_per_message_deflate=args.ws_per_message_deflate,
+        headers=args.headers,
     )
 
 

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .fields import has_control_characters, lower_name
+
 DEFAULT_BIND = "127.0.0.1:8000"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LIFESPAN_MODES = ("auto", "on", "off")
@@ -22,6 +24,11 @@ VERIFY_MODES = ("none", "optional", "required")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _BIND_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)$")
+# Fields gateway frames each response with: a default value for them would break the framing.
+_FRAMING_FIELDS = frozenset((
+    b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"proxy-connection",
+    b"upgrade",
+))
 
 
 class ConfigError(Exception):
@@ -57,6 +64,33 @@ def parse_bind(text: str) -> BindAddress:
     return BindAddress(host or "0.0.0.0", port)
 
 
+def parse_header(text: str) -> tuple[bytes, bytes]:
+    """Parse one `--header NAME:VALUE` into a lower-cased name and a value, both latin-1, as
+    uvicorn encodes them; whitespace around the value is dropped, as a client would drop it.
+    The checks are the ones an app's headers pass (fields.py)."""
+    name, colon, value = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if not colon or not name:
+        raise ConfigError(
+            f"invalid --header {text!r}: expected NAME:VALUE, for example 'X-Frame-Options:DENY'"
+        )
+    try:
+        raw_name, raw_value = name.encode("latin-1"), value.strip(" \t").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ConfigError(f"invalid --header {text!r}: only latin-1 characters can be sent") from None
+    try:
+        lowered = lower_name(raw_name)
+    except ValueError:
+        raise ConfigError(
+            f"invalid --header {text!r}: {name!r} is not a header name (letters, digits and"
+            " !#$%&'*+-.^_`|~, no spaces)"
+        ) from None
+    if lowered in _FRAMING_FIELDS:
+        raise ConfigError(f"invalid --header {text!r}: gateway sets {name} for each response itself")
+    if has_control_characters(raw_value):
+        raise ConfigError(f"invalid --header {text!r}: the value may not hold CR, LF, NUL or other controls")
+    return lowered, raw_value
+
+
 @dataclass
 class Config:
     """gateway's settings. Field names match the CLI flags (`--keep-alive-timeout` ->
@@ -85,6 +119,7 @@ class Config:
     lifespan: str = "auto"
     server_header: bool = True
     date_header: bool = True
+    headers: list[str] = field(default_factory=list)
 
     log_level: str = "info"
     access_log: bool = True
@@ -120,6 +155,8 @@ class Config:
     def __post_init__(self) -> None:
         if isinstance(self.bind, str):
             self.bind = [self.bind]
+        if isinstance(self.headers, str):
+            self.headers = [self.headers]
         self.validate()
 
     def replace(self, **changes: Any) -> Config:
@@ -128,6 +165,16 @@ class Config:
     @property
     def binds(self) -> list[BindAddress]:
         return [parse_bind(text) for text in self.bind]
+
+    @property
+    def header_fields(self) -> list[tuple[bytes, bytes]]:
+        """`headers` parsed, in the order given; a name may repeat, except server and date,
+        which gateway otherwise sends itself and which are never sent twice."""
+        fields = [parse_header(text) for text in self.headers]
+        for single in (b"server", b"date"):
+            if sum(name == single for name, _ in fields) > 1:
+                raise ConfigError(f"invalid --header: {single.decode()} given more than once; give it once")
+        return fields
 
     @property
     def exempt_networks(self) -> list[IPNetwork]:
@@ -169,6 +216,7 @@ class Config:
             _positive_int(name, getattr(self, name))
         if self.limit_connections is not None:
             _positive_int("limit_connections", self.limit_connections)
+        self.header_fields  # noqa: B018 - parsing is the validation
         if isinstance(self.address_guard_exempt, str):
             self.address_guard_exempt = [
                 part for part in self.address_guard_exempt.split(",") if part.strip()

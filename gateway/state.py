@@ -48,13 +48,11 @@ class ServerState:
         self.guard = AddressGuard(
             config.control_frame_budget, config.address_block_time, config.exempt_networks
         )
-        self.server_line = b"server: gateway\r\n" if config.server_header else b""
+        self._default_fields(config)
         self.ws_settings = WebSocketSettings(
             config.ws_max_size, config.ws_ping_interval or None, config.ws_ping_timeout or None,
             config.ws_close_timeout, config.ws_per_message_deflate,
         )
-        self.date_line = b""
-        self.date_value = b""
         self.shutting_down = False
         self.connections: set[Connection] = set()
         # Counters (admission.py): connections closed at accept because --limit-connections
@@ -65,8 +63,26 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         self.update_date()
 
+    def _default_fields(self, config: Config) -> None:
+        """The fields every response carries unless the app sends its own server or date,
+        built once. `--header server:X` and `--header date:X` take the place of gateway's own
+        (uvicorn does so for server, and sends a second Date field for date, which RFC 9110
+        section 5.3 forbids); other `--header` fields are sent beside the app's, even of the
+        same name, as uvicorn does. Over HTTP/1.1 they are written as `head_lines` (server
+        and --header) and `date_line`; over HTTP/2 as `head_fields` and `date_value`."""
+        fields = config.header_fields
+        given = dict(fields)
+        server = given.get(b"server", b"gateway" if config.server_header else b"")
+        self.fixed_date = given.get(b"date")
+        self.header_fields = [(name, value) for name, value in fields if name not in (b"server", b"date")]
+        self.header_lines = b"".join(name + b": " + value + b"\r\n" for name, value in self.header_fields)
+        self.head_lines = (b"server: " + server + b"\r\n" if server else b"") + self.header_lines
+        self.head_fields = ([(b"server", server)] if server else []) + self.header_fields
+        self.date_value = self.fixed_date or b""
+        self.date_line = b"date: " + self.fixed_date + b"\r\n" if self.fixed_date else b""
+
     def update_date(self) -> None:
-        if self.config.date_header:
+        if self.config.date_header and self.fixed_date is None:
             self.date_value = formatdate(usegmt=True).encode("ascii")
             self.date_line = b"date: " + self.date_value + b"\r\n"
 

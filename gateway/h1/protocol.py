@@ -118,7 +118,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
                 self.extensions["tls"] = self.tls_info.extension(ssl_object)
         state = self.state
         self.ledger = ledger
-        self.engine = self.engine_class(self, state.max_head_size, state.server_line, state)
+        self.engine = self.engine_class(self, state.max_head_size, state)
         state.connections.add(self)
         self.idle_since = self.loop.time()
         if state.shutting_down:

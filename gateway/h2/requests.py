@@ -11,7 +11,7 @@ from ..asgi import Exchange, http_scope
 from ..logs import error_logger
 from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request
 from ..ws.session import WebSocketSession
-from .fields import plain_fields
+from .fields import plain_fields, response_fields
 from .stream import Stream
 from .websocket import H2WebSocket
 
@@ -52,7 +52,7 @@ def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[
     if extended is not None:
         # WebSocket is the one protocol gateway speaks over extended CONNECT.
         if extended != b"websocket":
-            protocol.conn.send_headers(stream_id, [(b":status", b"501")], end_stream=True)
+            _answer(protocol, stream_id, 501)
             return None
         return _open_websocket(protocol, stream_id, scope)
     exchange = Exchange(protocol, scope, ended, False, state.log_access, stream_id)
@@ -80,10 +80,18 @@ def _open_websocket(protocol: H2Protocol, stream_id: int,
         request = read_request("CONNECT", scope["headers"], http2=True)
     except HandshakeError as exc:
         error_logger.debug("bad WebSocket handshake on HTTP/2: %s", exc)
-        protocol.conn.send_headers(stream_id, [(b":status", b"400"), VERSION_FIELD], end_stream=True)
+        _answer(protocol, stream_id, 400, [VERSION_FIELD])
         return None
     exchange = Exchange(protocol, scope, True, False, state.log_access, stream_id)
     stream = Stream(exchange)
     carrier = stream.websocket = H2WebSocket(protocol, stream_id, stream)
     session = stream.session = WebSocketSession(carrier, exchange, request, state.ws_settings)
     return stream, session.run(state.app)
+
+
+def _answer(protocol: H2Protocol, stream_id: int, status: int,
+            headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A request refused before any app sees it: the status alone, with the default fields."""
+    state = protocol.state
+    fields, _ = response_fields(status, headers or (), state.head_fields, state.date_value)
+    protocol.conn.send_headers(stream_id, fields, end_stream=True)
