@@ -171,6 +171,9 @@ def _add_uvicorn_compatibility(parser: argparse.ArgumentParser) -> None:
     compat.add_argument("--header", action="append", dest="headers", default=[], metavar="NAME:VALUE",
                         help="a header sent with every response, repeatable; server and date "
                              "replace gateway's own")
+    compat.add_argument("--limit-concurrency", type=int, default=None, metavar="N",
+                        help="requests (and WebSockets) past N running in the app get 503 "
+                             "(default: no limit)")
 
 
 def build_certs_parser() -> argparse.ArgumentParser:
@@ -229,6 +232,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ws_close_timeout=args.ws_close_timeout,
         ws_per_message_deflate=args.ws_per_message_deflate,
         headers=args.headers,
+        limit_concurrency=args.limit_concurrency,
     )
 
 

@@ -134,6 +134,7 @@ class Config:
     max_head_size: int = 32 * 1024
     max_body_size: int | None = None
     limit_connections: int | None = None
+    limit_concurrency: int | None = None
 
     control_frame_budget: int = 1000
     address_block_time: float = 10.0
@@ -214,8 +215,9 @@ class Config:
         for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size",
                      "h2_max_headers_held", "control_frame_budget", "ws_max_size"):
             _positive_int(name, getattr(self, name))
-        if self.limit_connections is not None:
-            _positive_int("limit_connections", self.limit_connections)
+        for name in ("limit_connections", "limit_concurrency"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
         self.header_fields  # noqa: B018 - parsing is the validation
         if isinstance(self.address_guard_exempt, str):
             self.address_guard_exempt = [

@@ -10,9 +10,11 @@ import asyncio
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from .asgi import service_unavailable
 from .config import Config
 from .guards import AddressGuard
 from .loading import ASGIApp
+from .logs import error_logger
 from .ws.session import WebSocketSettings
 
 
@@ -27,6 +29,12 @@ class Connection(Protocol):
 
     def force_close(self) -> None:
         """Drop the connection now; apps still running see a disconnect."""
+
+
+class AppCall(Protocol):
+    """One call of the app: an HTTP `Exchange` or a `WebSocketSession`."""
+
+    async def run(self, app: ASGIApp) -> None: ...
 
 
 class ServerState:
@@ -61,6 +69,12 @@ class ServerState:
         self.refused_over_limit = 0
         self.accept_pauses = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        # App calls running (--limit-concurrency); counted only when the limit is set, in
+        # which case `start_app` is the counting one and the unlimited path has no check.
+        self.limit_concurrency = config.limit_concurrency
+        self.in_flight = 0
+        if self.limit_concurrency is not None:
+            self.start_app = self._start_app_limited  # type: ignore[method-assign]
         self.update_date()
 
     def _default_fields(self, config: Config) -> None:
@@ -86,8 +100,30 @@ class ServerState:
             self.date_value = formatdate(usegmt=True).encode("ascii")
             self.date_line = b"date: " + self.date_value + b"\r\n"
 
-    def start_app(self, coro: Any) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro)
+    def start_app(self, call: AppCall) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(call.run(self.app))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    def _start_app_limited(self, call: AppCall) -> asyncio.Task[None]:
+        """`start_app` under --limit-concurrency."""
+        task = asyncio.get_running_loop().create_task(self._run_limited(call))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _run_limited(self, call: AppCall) -> None:
+        """The count is taken when the call starts running and given back the moment the app
+        returns, so that a pipelined request started from inside the previous response's last
+        `send`, or a request read just after a response, does not count an app that is done.
+        Past the limit the call gets a 503 instead of the app, and is not counted."""
+        if self.in_flight >= self.limit_concurrency:  # type: ignore[operator]
+            error_logger.warning("--limit-concurrency (%d) app calls running: 503", self.limit_concurrency)
+            await call.run(service_unavailable)
+            return
+        self.in_flight += 1
+        try:
+            await call.run(self.app)
+        finally:
+            self.in_flight -= 1

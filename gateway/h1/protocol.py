@@ -339,7 +339,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.websocket = carrier
         self.current = exchange
         self.current_keep_alive = False
-        state.start_app(session.run(state.app))
+        state.start_app(session)
 
     def _scope(self, method: str, target: bytes, http_version: str, headers: Headers) -> dict[str, Any]:
         state = self.state
@@ -400,7 +400,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.current_keep_alive = keep_alive
         if self.state.response_timeout:
             self.current_since = self.loop.time()
-        exchange.task = self.state.start_app(exchange.run(self.state.app))
+        exchange.task = self.state.start_app(exchange)
 
     def _response_done(self) -> None:
         self.current = None

@@ -4,7 +4,7 @@ an HTTP exchange. The connection only registers what comes back and starts the a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..asgi import Exchange, http_scope
@@ -16,11 +16,12 @@ from .stream import Stream
 from .websocket import H2WebSocket
 
 if TYPE_CHECKING:
+    from ..state import AppCall
     from .protocol import H2Protocol
 
 
 def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
-                ended: bool) -> tuple[Stream, Awaitable[None]] | None:
+                ended: bool) -> tuple[Stream, AppCall] | None:
     """The stream and the app call that serves it, or None when the request was answered
     here (an unsupported `:protocol`, a bad WebSocket handshake)."""
     method = path = authority = b""
@@ -58,7 +59,7 @@ def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[
     exchange = Exchange(protocol, scope, ended, False, state.log_access, stream_id)
     stream = Stream(exchange)
     stream.no_body = method == b"HEAD"
-    return stream, exchange.run(state.app)
+    return stream, exchange
 
 
 def pushed_request(scope: dict[str, Any], path: str, headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
@@ -74,7 +75,7 @@ def pushed_request(scope: dict[str, Any], path: str, headers: Iterable[Any]) -> 
 
 
 def _open_websocket(protocol: H2Protocol, stream_id: int,
-                    scope: dict) -> tuple[Stream, Awaitable[None]] | None:
+                    scope: dict) -> tuple[Stream, AppCall] | None:
     state = protocol.state
     try:
         request = read_request("CONNECT", scope["headers"], http2=True)
@@ -86,7 +87,7 @@ def _open_websocket(protocol: H2Protocol, stream_id: int,
     stream = Stream(exchange)
     carrier = stream.websocket = H2WebSocket(protocol, stream_id, stream)
     session = stream.session = WebSocketSession(carrier, exchange, request, state.ws_settings)
-    return stream, session.run(state.app)
+    return stream, session
 
 
 def _answer(protocol: H2Protocol, stream_id: int, status: int,
