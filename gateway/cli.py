@@ -174,6 +174,9 @@ def _add_uvicorn_compatibility(parser: argparse.ArgumentParser) -> None:
     compat.add_argument("--limit-concurrency", type=int, default=None, metavar="N",
                         help="requests (and WebSockets) past N running in the app get 503 "
                              "(default: no limit)")
+    compat.add_argument("--log-config", metavar="FILE",
+                        help="logging configuration: .json or .yaml/.yml for dictConfig, else INI "
+                             "for fileConfig")
 
 
 def build_certs_parser() -> argparse.ArgumentParser:
@@ -233,6 +236,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ws_per_message_deflate=args.ws_per_message_deflate,
         headers=args.headers,
         limit_concurrency=args.limit_concurrency,
+        log_config=args.log_config,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +124,7 @@ class Config:
 
     log_level: str = "info"
     access_log: bool = True
+    log_config: str | None = None
 
     graceful_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
@@ -219,6 +221,13 @@ class Config:
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         self.header_fields  # noqa: B018 - parsing is the validation
+        if self.log_config is not None and not (
+            isinstance(self.log_config, str) and os.path.isfile(self.log_config)
+        ):
+            raise ConfigError(
+                f"invalid --log-config {self.log_config!r}: no such file (a .json, .yaml/.yml"
+                " or INI logging configuration)"
+            )
         if isinstance(self.address_guard_exempt, str):
             self.address_guard_exempt = [
                 part for part in self.address_guard_exempt.split(",") if part.strip()
