@@ -177,6 +177,9 @@ def _add_uvicorn_compatibility(parser: argparse.ArgumentParser) -> None:
     compat.add_argument("--log-config", metavar="FILE",
                         help="logging configuration: .json or .yaml/.yml for dictConfig, else INI "
                              "for fileConfig")
+    compat.add_argument("--use-colors", action=argparse.BooleanOptionalAction, default=None,
+                        help="colour log levels and access statuses (default: when stderr is a "
+                             "terminal)")
 
 
 def build_certs_parser() -> argparse.ArgumentParser:
@@ -237,6 +240,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         headers=args.headers,
         limit_concurrency=args.limit_concurrency,
         log_config=args.log_config,
+        use_colors=args.use_colors,
     )
 
 

@@ -125,6 +125,7 @@ class Config:
     log_level: str = "info"
     access_log: bool = True
     log_config: str | None = None
+    use_colors: bool | None = None
 
     graceful_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
@@ -221,6 +222,8 @@ class Config:
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         self.header_fields  # noqa: B018 - parsing is the validation
+        if self.use_colors is not None and not isinstance(self.use_colors, bool):
+            raise ConfigError(f"invalid use_colors {self.use_colors!r}: True, False or None (auto)")
         if self.log_config is not None and not (
             isinstance(self.log_config, str) and os.path.isfile(self.log_config)
         ):

@@ -1,13 +1,18 @@
-"""`--log-config FILE` (JSON or YAML for dictConfig, INI for fileConfig, as uvicorn reads them),
-seen as a user sees it: the lines `gateway` prints when run as a process, and the one error
-line a bad file gets."""
+"""`--log-config FILE` (JSON or YAML for dictConfig, INI for fileConfig, as uvicorn reads them)
+and `--use-colors/--no-use-colors`, seen as a user sees them: the lines `gateway` prints when
+run as a process, and the one error line a bad file gets."""
 
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
 import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +30,7 @@ async def app(scope, receive, send):
 """
 # gateway's own line: "2026-01-01 00:00:00 [1234] INFO listening on ..."
 DEFAULT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\d+\] ")
+ESC = "\x1b["
 
 
 @pytest.fixture
@@ -182,3 +188,57 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], *words: str)
     assert len(lines) == 1 and lines[0].startswith("gateway: error: "), output
     for word in words:
         assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+
+
+# -- --use-colors --------------------------------------------------------------------------------
+
+
+def test_use_colors_colours_levels_and_statuses(project, gateway_cli):
+    output = serve_once(gateway_cli, "--use-colors", bad_request=True)
+    [listening] = lines_with(output, "listening on")
+    assert " \x1b[32mINFO\x1b[0m listening on " in listening  # green
+    [ok] = lines_with(output, '"GET /one HTTP/1.1"')
+    assert '"GET /one HTTP/1.1" \x1b[32m200\x1b[0m 5B ' in ok
+    [bad] = lines_with(output, '- "-" ')
+    assert bad.endswith('- "-" \x1b[31m400\x1b[0m')  # red
+
+
+def test_no_colours_in_a_pipe_by_default(project, gateway_cli):
+    output = serve_once(gateway_cli, bad_request=True)
+    assert ESC not in output
+    assert lines_with(output, '"GET /one HTTP/1.1" 200 5B ')
+
+
+def run_on_terminal(project: Path, *args: str) -> str:
+    """gateway's stderr when it is a terminal, up to its 'listening on' line."""
+    master, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "-b", "127.0.0.1:0", *args, "hello:app"], cwd=project,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    os.close(terminal)
+    output = b""
+    deadline = time.monotonic() + 15
+    try:
+        while b"listening on" not in output and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    output += os.read(master, 4096)
+                except OSError:  # the process is gone
+                    break
+    finally:
+        process.terminate()
+        process.wait(10)
+        os.close(master)
+    text = output.decode("utf-8", "replace")
+    assert "listening on" in text, text
+    return text
+
+
+def test_colours_on_a_terminal_by_default(project):
+    assert "\x1b[32mINFO\x1b[0m listening on" in run_on_terminal(project)
+
+
+def test_no_use_colors_on_a_terminal(project):
+    assert ESC not in run_on_terminal(project, "--no-use-colors")
