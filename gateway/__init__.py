@@ -31,7 +31,8 @@ def run(app: Any = None, config: Config | None = None, **settings: Any) -> None:
     from .logs import configure_logging
     from .supervisor import supervise
 
-    configure_logging(config.log_level_number, config.access_log)
+    configure_logging(config.log_level_number, config.access_log, config.log_config,
+                      config.use_colors)
     status = supervise(config)
     if status:
         raise SystemExit(status)

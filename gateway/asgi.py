@@ -32,6 +32,23 @@ _ERROR_BODIES = {
 }
 
 
+_UNAVAILABLE_BODY = b"Service Unavailable"
+_UNAVAILABLE_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"%d" % len(_UNAVAILABLE_BODY)),
+    (b"connection", b"close"),
+]
+
+
+async def service_unavailable(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The app a request is given past --limit-concurrency: a 503 through the same exchange as
+    any response, so it is framed, logged and carries the default headers like the others. A
+    WebSocket handshake is denied with it. HTTP/2 drops the `connection` field."""
+    prefix = "websocket.http." if scope["type"] == "websocket" else "http."
+    await send({"type": prefix + "response.start", "status": 503, "headers": _UNAVAILABLE_HEADERS})
+    await send({"type": prefix + "response.body", "body": _UNAVAILABLE_BODY})
+
+
 def _error_headers(body: bytes) -> list[tuple[bytes, bytes]]:
     return [
         (b"content-type", b"text/plain; charset=utf-8"),

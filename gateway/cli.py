@@ -224,6 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="send 'server: gateway' (default: on)")
     run.add_argument("--date-header", action=argparse.BooleanOptionalAction,
                      help="send a Date header (default: on)")
+    run.add_argument("--use-colors", action=argparse.BooleanOptionalAction,
+                     help="colour log levels and access statuses (default: when stderr is a "
+                          "terminal)")
+    run.add_argument("--log-config", metavar="FILE",
+                     help="logging configuration: .json or .yaml/.yml for dictConfig, else INI "
+                          "for fileConfig")
+    run.add_argument("--header", action="append", dest="headers", metavar="NAME:VALUE",
+                     help="a header sent with every response, repeatable; server and date "
+                          "replace gateway's own")
+    net.add_argument("--limit-concurrency", type=int, metavar="N",
+                     help="requests (and WebSockets) past N running in the app get 503 "
+                          "(default: no limit)")
     add_uvicorn_flags(parser)
     return parser
 

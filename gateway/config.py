@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from .fields import has_control_characters, lower_name
 
 DEFAULT_BIND = "127.0.0.1:8000"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -23,6 +26,11 @@ INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _BIND_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)$")
+# Fields gateway frames each response with: a default value for them would break the framing.
+_FRAMING_FIELDS = frozenset((
+    b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"proxy-connection",
+    b"upgrade",
+))
 
 
 class ConfigError(Exception):
@@ -101,6 +109,33 @@ def parse_bind(text: str, flag: str = "--bind") -> BindAddress:
     return BindAddress(host or "0.0.0.0", port)
 
 
+def parse_header(text: str) -> tuple[bytes, bytes]:
+    """Parse one `--header NAME:VALUE` into a lower-cased name and a value, both latin-1, as
+    uvicorn encodes them; whitespace around the value is dropped, as a client would drop it.
+    The checks are the ones an app's headers pass (fields.py)."""
+    name, colon, value = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if not colon or not name:
+        raise ConfigError(
+            f"invalid --header {text!r}: expected NAME:VALUE, for example 'X-Frame-Options:DENY'"
+        )
+    try:
+        raw_name, raw_value = name.encode("latin-1"), value.strip(" \t").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ConfigError(f"invalid --header {text!r}: only latin-1 characters can be sent") from None
+    try:
+        lowered = lower_name(raw_name)
+    except ValueError:
+        raise ConfigError(
+            f"invalid --header {text!r}: {name!r} is not a header name (letters, digits and"
+            " !#$%&'*+-.^_`|~, no spaces)"
+        ) from None
+    if lowered in _FRAMING_FIELDS:
+        raise ConfigError(f"invalid --header {text!r}: gateway sets {name} for each response itself")
+    if has_control_characters(raw_value):
+        raise ConfigError(f"invalid --header {text!r}: the value may not hold CR, LF, NUL or other controls")
+    return lowered, raw_value
+
+
 @dataclass
 class Config:
     """gateway's settings. Field names match the CLI flags (`--keep-alive-timeout` ->
@@ -144,9 +179,12 @@ class Config:
     lifespan: str = "auto"
     server_header: bool = True
     date_header: bool = True
+    headers: list[str] = field(default_factory=list)
 
     log_level: str = "info"
     access_log: bool = True
+    log_config: str | None = None
+    use_colors: bool | None = None
 
     graceful_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
@@ -158,6 +196,7 @@ class Config:
     max_head_size: int = 32 * 1024
     max_body_size: int | None = None
     limit_connections: int | None = None
+    limit_concurrency: int | None = None
 
     control_frame_budget: int = 1000
     address_block_time: float = 10.0
@@ -177,7 +216,8 @@ class Config:
     ws_per_message_deflate: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("bind", "insecure_bind", "reload_dirs", "reload_includes", "reload_excludes"):
+        for name in ("bind", "insecure_bind", "reload_dirs", "reload_includes", "reload_excludes",
+                     "headers"):
             if isinstance(getattr(self, name), str):
                 setattr(self, name, [getattr(self, name)])
         self.validate()
@@ -212,6 +252,16 @@ class Config:
     def uses_supervisor(self) -> bool:
         """Worker processes under a supervisor: several, reloaded, or recycled."""
         return self.workers > 1 or self.reload or self.max_requests is not None
+
+    @property
+    def header_fields(self) -> list[tuple[bytes, bytes]]:
+        """`headers` parsed, in the order given; a name may repeat, except server and date,
+        which gateway otherwise sends itself and which are never sent twice."""
+        fields = [parse_header(text) for text in self.headers]
+        for single in (b"server", b"date"):
+            if sum(name == single for name, _ in fields) > 1:
+                raise ConfigError(f"invalid --header: {single.decode()} given more than once; give it once")
+        return fields
 
     @property
     def exempt_networks(self) -> list[IPNetwork]:
@@ -252,7 +302,7 @@ class Config:
         for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size",
                      "h2_max_headers_held", "control_frame_budget", "ws_max_size", "workers"):
             _positive_int(name, getattr(self, name))
-        for name in ("limit_connections", "max_requests"):
+        for name in ("limit_connections", "max_requests", "limit_concurrency"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         if not isinstance(self.max_requests_jitter, int) or self.max_requests_jitter < 0:
@@ -279,6 +329,16 @@ class Config:
             raise ConfigError(
                 "--insecure-bind adds plain listeners beside TLS ones: it needs --certfile or"
                 " --dev-tls (without TLS, every --bind is plain already)"
+            )
+        self.header_fields  # noqa: B018 - parsing is the validation
+        if self.use_colors is not None and not isinstance(self.use_colors, bool):
+            raise ConfigError(f"invalid use_colors {self.use_colors!r}: True, False or None (auto)")
+        if self.log_config is not None and not (
+            isinstance(self.log_config, str) and os.path.isfile(self.log_config)
+        ):
+            raise ConfigError(
+                f"invalid --log-config {self.log_config!r}: no such file (a .json, .yaml/.yml"
+                " or INI logging configuration)"
             )
         if isinstance(self.address_guard_exempt, str):
             self.address_guard_exempt = [

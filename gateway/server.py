@@ -29,6 +29,7 @@ from .h1.protocol import H1Protocol, engine_class
 from .h2.protocol import H2Protocol
 from .lifespan import Lifespan
 from .loading import ASGIApp, load_app
+from .log_config import apply_log_config
 from .logs import configure_logging, error_logger
 from .sockets import BindError, Listener, open_listeners
 from .state import ServerState
@@ -311,7 +312,7 @@ def run(app: Any = None, config: Config | None = None, **settings: Any) -> None:
         config = Config(app=app, **settings)
     elif settings:
         config = config.replace(**settings)
-    configure_logging(config.log_level_number, config.access_log)
+    configure_logging(config.log_level_number, config.access_log, config.log_config, config.use_colors)
     server = Server(config, app)
     factory = loop_factory(config.loop)
     server.prepare()
@@ -334,11 +335,14 @@ def serve_on_new_loop(server: Server, factory: Callable[[], asyncio.AbstractEven
 
 
 async def serve(app: Any, config: Config | None = None, **settings: Any) -> None:
-    """Serve `app` on the running loop until cancelled or until a signal; for embedding."""
+    """Serve `app` on the running loop until cancelled or until a signal; for embedding. The
+    embedding program's logging is left alone, except for a `log_config` file, which is applied."""
     if config is None:
         config = Config(app=app, **settings)
     elif settings:
         config = config.replace(**settings)
+    if config.log_config is not None:
+        apply_log_config(config.log_config)
     server = Server(config, app)
     await server.serve()
 

@@ -10,9 +10,11 @@ import asyncio
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from .asgi import service_unavailable
 from .config import Config
 from .guards import AddressGuard
 from .loading import ASGIApp
+from .logs import error_logger
 from .ws.session import WebSocketSettings
 
 
@@ -27,6 +29,12 @@ class Connection(Protocol):
 
     def force_close(self) -> None:
         """Drop the connection now; apps still running see a disconnect."""
+
+
+class AppCall(Protocol):
+    """One call of the app: an HTTP `Exchange` or a `WebSocketSession`."""
+
+    async def run(self, app: ASGIApp) -> None: ...
 
 
 class ServerState:
@@ -48,13 +56,11 @@ class ServerState:
         self.guard = AddressGuard(
             config.control_frame_budget, config.address_block_time, config.exempt_networks
         )
-        self.server_line = b"server: gateway\r\n" if config.server_header else b""
+        self._default_fields(config)
         self.ws_settings = WebSocketSettings(
             config.ws_max_size, config.ws_ping_interval or None, config.ws_ping_timeout or None,
             config.ws_close_timeout, config.ws_per_message_deflate,
         )
-        self.date_line = b""
-        self.date_value = b""
         self.shutting_down = False
         self.connections: set[Connection] = set()
         # Counters (admission.py): connections closed at accept because --limit-connections
@@ -65,16 +71,63 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         # App calls started (HTTP requests and WebSocket sessions), for --max-requests.
         self.requests = 0
+        # App calls running (--limit-concurrency); counted only when the limit is set, in
+        # which case `start_app` is the counting one and the unlimited path has no check.
+        self.limit_concurrency = config.limit_concurrency
+        self.in_flight = 0
+        if self.limit_concurrency is not None:
+            self.start_app = self._start_app_limited  # type: ignore[method-assign]
         self.update_date()
 
+    def _default_fields(self, config: Config) -> None:
+        """The fields every response carries unless the app sends its own server or date,
+        built once. `--header server:X` and `--header date:X` take the place of gateway's own
+        (uvicorn does so for server, and sends a second Date field for date, which RFC 9110
+        section 5.3 forbids); other `--header` fields are sent beside the app's, even of the
+        same name, as uvicorn does. Over HTTP/1.1 they are written as `head_lines` (server
+        and --header) and `date_line`; over HTTP/2 as `head_fields` and `date_value`."""
+        fields = config.header_fields
+        given = dict(fields)
+        server = given.get(b"server", b"gateway" if config.server_header else b"")
+        self.fixed_date = given.get(b"date")
+        self.header_fields = [(name, value) for name, value in fields if name not in (b"server", b"date")]
+        self.header_lines = b"".join(name + b": " + value + b"\r\n" for name, value in self.header_fields)
+        self.head_lines = (b"server: " + server + b"\r\n" if server else b"") + self.header_lines
+        self.head_fields = ([(b"server", server)] if server else []) + self.header_fields
+        self.date_value = self.fixed_date or b""
+        self.date_line = b"date: " + self.fixed_date + b"\r\n" if self.fixed_date else b""
+
     def update_date(self) -> None:
-        if self.config.date_header:
+        if self.config.date_header and self.fixed_date is None:
             self.date_value = formatdate(usegmt=True).encode("ascii")
             self.date_line = b"date: " + self.date_value + b"\r\n"
 
-    def start_app(self, coro: Any) -> asyncio.Task[None]:
+    def start_app(self, call: AppCall) -> asyncio.Task[None]:
         self.requests += 1
-        task = asyncio.get_running_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(call.run(self.app))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    def _start_app_limited(self, call: AppCall) -> asyncio.Task[None]:
+        """`start_app` under --limit-concurrency."""
+        self.requests += 1
+        task = asyncio.get_running_loop().create_task(self._run_limited(call))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _run_limited(self, call: AppCall) -> None:
+        """The count is taken when the call starts running and given back the moment the app
+        returns, so that a pipelined request started from inside the previous response's last
+        `send`, or a request read just after a response, does not count an app that is done.
+        Past the limit the call gets a 503 instead of the app, and is not counted."""
+        if self.in_flight >= self.limit_concurrency:  # type: ignore[operator]
+            error_logger.warning("--limit-concurrency (%d) app calls running: 503", self.limit_concurrency)
+            await call.run(service_unavailable)
+            return
+        self.in_flight += 1
+        try:
+            await call.run(self.app)
+        finally:
+            self.in_flight -= 1

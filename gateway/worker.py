@@ -92,7 +92,8 @@ def main() -> None:
     faulthandler.register(DUMP_SIGNAL, all_threads=True)
     link = PipeLink(spec["report_fd"])
     config = Config(**spec["config"])
-    configure_logging(config.log_level_number, config.access_log)
+    configure_logging(config.log_level_number, config.access_log, config.log_config,
+                      config.use_colors)
     listeners = [adopt(item["fd"], item["bind"], item["secure"]) for item in spec["listeners"]]
     server = Server(config, listeners=listeners, link=link)
     try:

@@ -53,10 +53,6 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 """
 
-# Options a concurrent branch (compat) adds to gateway; until it is merged gateway does not know
-# them. Remove an entry once the branch is in main.
-PENDING_COMPAT = frozenset({"--header", "--limit-concurrency", "--log-config", "--use-colors",
-                            "--no-use-colors"})
 
 
 # -- what each uvicorn option means in gateway ------------------------------------------------
@@ -249,10 +245,8 @@ def cases() -> list[pytest.param]:
     params = []
     for param, option in uvicorn_options():
         for value in plausible_values(param, option):
-            marks = ([pytest.mark.xfail(strict=False, reason="compat branch not merged")]
-                     if option in PENDING_COMPAT else [])
             name = option if value is None else f"{option} {value}"
-            params.append(pytest.param(option, value, marks=marks, id=name))
+            params.append(pytest.param(option, value, id=name))
     return params
 
 
@@ -387,7 +381,7 @@ def test_every_uvicorn_option_has_a_meaning_here():
 def test_gateway_parses_every_uvicorn_option():
     """One list of every uvicorn spelling gateway's parser does not know."""
     known = set(cli.build_parser()._option_string_actions)
-    unknown = sorted({option for _, option in uvicorn_options()} - known - PENDING_COMPAT)
+    unknown = sorted({option for _, option in uvicorn_options()} - known)
     assert unknown == [], f"gateway neither accepts nor refuses uvicorn's {', '.join(unknown)}"
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..fields import CONTROL_CHARACTERS_MESSAGE, lower_name
-from .engine import BodyLengthError
+from .engine import BodyLengthError, ResponseDefaults
 
 # Control characters other than HTAB; CR and LF are counted separately (see _join_lines).
 _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -49,21 +49,21 @@ def status_line(status: int) -> bytes:
 class ResponseEncoder:
     """Frames one response at a time; `start` decides the framing, `body` applies it."""
 
-    __slots__ = ("mode", "remaining", "server_line", "date_source")
+    __slots__ = ("mode", "remaining", "head_lines", "defaults")
 
-    def __init__(self, server_line: bytes, date_source: Any) -> None:
+    def __init__(self, defaults: ResponseDefaults) -> None:
         self.mode = MODE_NONE
         self.remaining = 0
-        self.server_line = server_line  # b"" when --no-server-header
-        self.date_source = date_source  # .date_line: b"date: ...\r\n" or b""
+        self.head_lines = defaults.head_lines
+        self.defaults = defaults  # its date_line changes once a second
 
     def start(self, status: int, headers: Iterable[Any], body: bytes, more_body: bool,
               keep_alive: bool, head_request: bool, http10: bool) -> tuple[bytes, bool]:
         lines: list[bytes] = []
         content_length: bytes | None = None
         chunked = False
-        server_line = self.server_line
-        date_line = self.date_source.date_line
+        head_lines = self.head_lines
+        date_line = self.defaults.date_line
         for header in headers:
             try:
                 name, value = header
@@ -87,7 +87,7 @@ class ResponseEncoder:
                         keep_alive = False
                     continue
                 elif lname == SERVER:
-                    server_line = b""
+                    head_lines = self.defaults.header_lines
                 else:
                     date_line = b""
             lines.append(name + b": " + value)
@@ -120,7 +120,7 @@ class ResponseEncoder:
         if not keep_alive:
             lines.append(b"Connection: close")
 
-        head = b"".join((status_line(status), server_line, date_line, _join_lines(lines)))
+        head = b"".join((status_line(status), head_lines, date_line, _join_lines(lines)))
         if body or not more_body:
             return head + self.body(body, more_body), keep_alive
         return head, keep_alive
@@ -173,14 +173,14 @@ def _join_lines(lines: list[bytes]) -> bytes:
     return block + b"\r\n\r\n"
 
 
-def simple_response(status: int, reason: str, server_line: bytes, date_line: bytes,
+def simple_response(status: int, reason: str, head_lines: bytes, date_line: bytes,
                     headers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
     """A complete error response that closes the connection, written without an engine because
     the engine may be the thing that failed."""
     phrase = status_line(status)[13:-2].decode("latin-1")
     body = f"{phrase}: {reason}\n".encode("utf-8", "replace")
     return b"".join((
-        status_line(status), server_line, date_line,
+        status_line(status), head_lines, date_line,
         *(name + b": " + value + b"\r\n" for name, value in headers),
         b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(body),
         b"connection: close\r\n\r\n", body,

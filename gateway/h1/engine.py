@@ -24,6 +24,18 @@ class RequestError(Exception):
         self.headers = headers or []  # sent with the error response
 
 
+class ResponseDefaults(Protocol):
+    """The fields every response carries (ServerState builds them once, from --server-header,
+    --date-header and --header): as lines for the fast engine, as fields for h11."""
+
+    head_lines: bytes  # server and --header fields: b"server: gateway\r\n..." or b""
+    header_lines: bytes  # the --header fields alone, for a response that names its own server
+    date_line: bytes  # b"date: ...\r\n" or b"", refreshed once a second
+    head_fields: list[tuple[bytes, bytes]]  # head_lines as fields
+    header_fields: list[tuple[bytes, bytes]]  # header_lines as fields
+    date_value: bytes  # date_line's value
+
+
 class RequestHandler(Protocol):
     """What an engine calls while parsing (the connection protocol)."""
 

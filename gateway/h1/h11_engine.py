@@ -16,18 +16,18 @@ import h11
 
 from ..fields import lower_name
 from .encode import CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING
-from .engine import BodyLengthError, Headers, RequestError, RequestHandler
+from .engine import BodyLengthError, Headers, RequestError, RequestHandler, ResponseDefaults
 from .scanner import Scanner
 from .strict import MAX_CHUNK_LINE, check_head
 
 
 class H11Engine:
     __slots__ = (
-        "handler", "conn", "scanner", "server_header", "date_source", "_head_request", "_no_body",
+        "handler", "conn", "scanner", "defaults", "_head_request", "_no_body",
     )
 
-    def __init__(self, handler: RequestHandler, max_head_size: int, server_line: bytes,
-                 date_source: Any) -> None:
+    def __init__(self, handler: RequestHandler, max_head_size: int,
+                 defaults: ResponseDefaults) -> None:
         self.handler = handler
         # The scanner bounds heads and chunk lines and hands h11 only whole ones, so h11's own
         # bound never comes first.
@@ -35,8 +35,7 @@ class H11Engine:
             h11.SERVER, max_incomplete_event_size=max(max_head_size, MAX_CHUNK_LINE) + 1
         )
         self.scanner = Scanner(max_head_size, full=True)
-        self.server_header = _header_from_line(server_line)
-        self.date_source = date_source
+        self.defaults = defaults
         self._head_request = False
         self._no_body = False
 
@@ -92,8 +91,9 @@ class H11Engine:
                        more_body: bool, keep_alive: bool) -> tuple[bytes, bool]:
         out: list[tuple[bytes, bytes]] = []
         has_length = False
-        add_server = self.server_header is not None
-        date_line = self.date_source.date_line
+        defaults = self.defaults
+        head = defaults.head_fields
+        date = defaults.date_value
         for name, value in headers:
             lname = lower_name(name)
             if type(value) is not bytes:
@@ -101,9 +101,9 @@ class H11Engine:
             if lname == CONTENT_LENGTH:
                 has_length = True
             elif lname == SERVER:
-                add_server = False
+                head = defaults.header_fields
             elif lname == DATE:
-                date_line = b""
+                date = b""
             elif lname == CONNECTION:
                 if b"close" in value.lower():
                     keep_alive = False
@@ -116,14 +116,11 @@ class H11Engine:
             out.append((b"content-length", str(len(body)).encode()))
         if not keep_alive:
             out.append((b"connection", b"close"))
-        defaults = []
-        if add_server:
-            defaults.append(self.server_header)
-        if date_line:
-            defaults.append(_header_from_line(date_line))
+        if date:
+            head = [*head, (b"date", date)]
         try:
             data = self.conn.send(
-                h11.Response(status_code=status, headers=defaults + out, reason=_reason(status))
+                h11.Response(status_code=status, headers=head + out, reason=_reason(status))
             )
         except h11.LocalProtocolError as exc:
             raise ValueError(str(exc)) from None
@@ -168,10 +165,3 @@ def _keep_alive(headers: Headers, version: str) -> bool:
         if name == b"connection" and b"close" in value.lower():
             return False
     return version == "1.1"
-
-
-def _header_from_line(line: bytes) -> tuple[bytes, bytes] | None:
-    if not line:
-        return None
-    name, _, value = line.rstrip(b"\r\n").partition(b": ")
-    return name, value

@@ -16,7 +16,7 @@ from typing import Any
 import httptools
 
 from .encode import ResponseEncoder, status_line
-from .engine import Headers, RequestError, RequestHandler
+from .engine import Headers, RequestError, RequestHandler, ResponseDefaults
 from .scanner import Scanner
 from .strict import strip_value
 
@@ -31,11 +31,11 @@ class HttptoolsEngine:
         "_upgrade", "_tail",
     )
 
-    def __init__(self, handler: RequestHandler, max_head_size: int, server_line: bytes,
-                 date_source: Any) -> None:
+    def __init__(self, handler: RequestHandler, max_head_size: int,
+                 defaults: ResponseDefaults) -> None:
         self.handler = handler
         self.parser = httptools.HttpRequestParser(self)
-        self.encoder = ResponseEncoder(server_line, date_source)
+        self.encoder = ResponseEncoder(defaults)
         self.scanner = Scanner(max_head_size, full=False)
         self._url = b""
         self._headers: Headers = []

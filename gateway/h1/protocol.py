@@ -119,7 +119,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
                 self.extensions["tls"] = self.tls_info.extension(ssl_object)
         state = self.state
         self.ledger = ledger
-        self.engine = self.engine_class(self, state.max_head_size, state.server_line, state)
+        self.engine = self.engine_class(self, state.max_head_size, state)
         state.connections.add(self)
         # A connection accepted before a graceful stop began is still served: its first
         # response goes out with `connection: close` (responses.py), and one that sends
@@ -341,7 +341,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.websocket = carrier
         self.current = exchange
         self.current_keep_alive = False
-        state.start_app(session.run(state.app))
+        state.start_app(session)
 
     def _scope(self, method: str, target: bytes, http_version: str, headers: Headers) -> dict[str, Any]:
         state = self.state
@@ -406,7 +406,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.current_keep_alive = keep_alive
         if self.state.response_timeout:
             self.current_since = self.loop.time()
-        exchange.task = self.state.start_app(exchange.run(self.state.app))
+        exchange.task = self.state.start_app(exchange)
 
     def _response_done(self) -> None:
         self.current = None

@@ -135,7 +135,7 @@ class ResponseWriting:
     def _send_error(self, exc: RequestError) -> None:
         state = self.state
         self.transport.write(  # type: ignore[union-attr]
-            simple_response(exc.status, exc.reason, state.server_line, state.date_line, exc.headers)
+            simple_response(exc.status, exc.reason, state.head_lines, state.date_line, exc.headers)
         )
         if state.log_access:
             access_logger.info('%s - "-" %d', address_text(self.client), exc.status)

@@ -47,7 +47,7 @@ class H1WebSocket(asyncio.Protocol):
             return
         state = self.state
         head = [_SWITCHING, b"sec-websocket-accept: ", accept_value(self.key), b"\r\n",
-                state.server_line, state.date_line]
+                state.head_lines, state.date_line]
         for name, value in headers:
             head += (name, b": ", value, b"\r\n")
         head.append(b"\r\n")

@@ -118,15 +118,14 @@ def _normal_authority(value: bytes, scheme: bytes) -> bytes:
     return value
 
 
-def response_fields(status: int, headers: Iterable[Any], server: bool,
+def response_fields(status: int, headers: Iterable[Any], head: Fields,
                     date: bytes) -> tuple[Fields, int | None]:
     """The response head as h2 fields, and the Content-Length the app declared (or None).
 
-    Names are lower-cased, connection-specific fields dropped, values checked; the app's own
-    `server` or `date` replaces gateway's."""
-    out = [(b":status", _STATUS[status])]
-    if server:
-        out.append((b"server", b"gateway"))
+    `head` and `date` are gateway's defaults (ServerState.head_fields, date_value). Names are
+    lower-cased, connection-specific fields dropped, values checked; the app's own `server` or
+    `date` replaces gateway's."""
+    out = [(b":status", _STATUS[status]), *head]
     if date:
         out.append((b"date", date))
     length = None

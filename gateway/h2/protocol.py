@@ -268,7 +268,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         if opened is None:
             self.flush_soon()
             return
-        stream, app_call = opened
+        stream, call = opened
         stream.header_size = header_size
         if self.state.response_timeout:
             stream.opened_at = self.loop.time()
@@ -276,7 +276,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.streams[stream_id] = stream
         self.ledger.opened += 1  # type: ignore[union-attr]
         self.idle_since = None
-        stream.exchange.task = self.state.start_app(app_call)
+        stream.exchange.task = self.state.start_app(call)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         flow = event.flow_controlled_length

@@ -4,23 +4,24 @@ an HTTP exchange. The connection only registers what comes back and starts the a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..asgi import Exchange, http_scope
 from ..logs import error_logger
 from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request
 from ..ws.session import WebSocketSession
-from .fields import plain_fields
+from .fields import plain_fields, response_fields
 from .stream import Stream
 from .websocket import H2WebSocket
 
 if TYPE_CHECKING:
+    from ..state import AppCall
     from .protocol import H2Protocol
 
 
 def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
-                ended: bool) -> tuple[Stream, Awaitable[None]] | None:
+                ended: bool) -> tuple[Stream, AppCall] | None:
     """The stream and the app call that serves it, or None when the request was answered
     here (an unsupported `:protocol`, a bad WebSocket handshake)."""
     method = path = authority = b""
@@ -52,13 +53,13 @@ def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[
     if extended is not None:
         # WebSocket is the one protocol gateway speaks over extended CONNECT.
         if extended != b"websocket":
-            protocol.conn.send_headers(stream_id, [(b":status", b"501")], end_stream=True)
+            _answer(protocol, stream_id, 501)
             return None
         return _open_websocket(protocol, stream_id, scope)
     exchange = Exchange(protocol, scope, ended, False, state.log_access, stream_id)
     stream = Stream(exchange)
     stream.no_body = method == b"HEAD"
-    return stream, exchange.run(state.app)
+    return stream, exchange
 
 
 def pushed_request(scope: dict[str, Any], path: str, headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
@@ -74,16 +75,24 @@ def pushed_request(scope: dict[str, Any], path: str, headers: Iterable[Any]) -> 
 
 
 def _open_websocket(protocol: H2Protocol, stream_id: int,
-                    scope: dict) -> tuple[Stream, Awaitable[None]] | None:
+                    scope: dict) -> tuple[Stream, AppCall] | None:
     state = protocol.state
     try:
         request = read_request("CONNECT", scope["headers"], http2=True)
     except HandshakeError as exc:
         error_logger.debug("bad WebSocket handshake on HTTP/2: %s", exc)
-        protocol.conn.send_headers(stream_id, [(b":status", b"400"), VERSION_FIELD], end_stream=True)
+        _answer(protocol, stream_id, 400, [VERSION_FIELD])
         return None
     exchange = Exchange(protocol, scope, True, False, state.log_access, stream_id)
     stream = Stream(exchange)
     carrier = stream.websocket = H2WebSocket(protocol, stream_id, stream)
     session = stream.session = WebSocketSession(carrier, exchange, request, state.ws_settings)
-    return stream, session.run(state.app)
+    return stream, session
+
+
+def _answer(protocol: H2Protocol, stream_id: int, status: int,
+            headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A request refused before any app sees it: the status alone, with the default fields."""
+    state = protocol.state
+    fields, _ = response_fields(status, headers or (), state.head_fields, state.date_value)
+    protocol.conn.send_headers(stream_id, fields, end_stream=True)

@@ -68,7 +68,7 @@ class StreamResponses:
         if stream is None or self.closing:
             return
         state = self.state
-        out, length = response_fields(status, headers, bool(state.server_line), state.date_value)
+        out, length = response_fields(status, headers, state.head_fields, state.date_value)
         stream.remaining = length
         if status in _NO_BODY_STATUS:
             stream.no_body = True

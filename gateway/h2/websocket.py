@@ -40,7 +40,7 @@ class H2WebSocket:
         if self.stream_id not in protocol.streams or protocol.closing:
             return
         state = protocol.state
-        fields, _ = response_fields(200, headers, bool(state.server_line), state.date_value)
+        fields, _ = response_fields(200, headers, state.head_fields, state.date_value)
         protocol.conn.send_headers(self.stream_id, fields)
         session.exchange.switched(200)
         protocol.flush_soon()

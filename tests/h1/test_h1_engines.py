@@ -18,12 +18,18 @@ from gateway.h1.h11_engine import H11Engine
 from gateway.h1.httptools_engine import HttptoolsEngine
 
 ENGINE_CLASSES = {"h11": H11Engine, "httptools": HttptoolsEngine}
-SERVER_LINE = b"server: gateway\r\n"
 MAX_HEAD = 4096
 
 
-class DateSource:
+class Defaults:
+    """What ServerState gives the engines by default: a server field and a fixed date."""
+
+    head_lines = b"server: gateway\r\n"
+    header_lines = b""
     date_line = b"date: X\r\n"
+    head_fields = [(b"server", b"gateway")]
+    header_fields: list[tuple[bytes, bytes]] = []
+    date_value = b"X"
 
 
 @dataclass
@@ -66,7 +72,7 @@ class Recorder:
 
 def make(engine: str, recorder: Any = None, max_head_size: int = MAX_HEAD):
     recorder = recorder if recorder is not None else Recorder()
-    return ENGINE_CLASSES[engine](recorder, max_head_size, SERVER_LINE, DateSource()), recorder
+    return ENGINE_CLASSES[engine](recorder, max_head_size, Defaults()), recorder
 
 
 def parse(engine: str, pieces: list[bytes], max_head_size: int = MAX_HEAD):
