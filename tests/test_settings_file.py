@@ -292,8 +292,8 @@ def test_unknown_key_with_dashes_is_answered_with_dashes(tmp_path: Path) -> None
 
 
 def test_unknown_key_with_nothing_close(tmp_path: Path) -> None:
-    path = write(tmp_path, "colour = \"blue\"\n")
-    with pytest.raises(ConfigError, match=r"^unknown setting 'colour' in .*; settings are named like"):
+    path = write(tmp_path, "flavour = \"blue\"\n")
+    with pytest.raises(ConfigError, match=r"^unknown setting 'flavour' in .*; settings are named like"):
         read_file(path)
 
 
@@ -350,8 +350,8 @@ def test_unknown_gateway_variable_suggests_the_close_one() -> None:
 
 
 def test_unknown_gateway_variable_with_nothing_close() -> None:
-    with pytest.raises(ConfigError, match=r"^unknown setting GATEWAY_COLOUR in the environment: GATEWAY_\* "):
-        read_environment({"GATEWAY_COLOUR": "blue"})
+    with pytest.raises(ConfigError, match=r"^unknown setting GATEWAY_FLAVOUR in the environment: GATEWAY_\* "):
+        read_environment({"GATEWAY_FLAVOUR": "blue"})
 
 
 def test_gateway_config_names_the_file_and_is_not_a_setting() -> None:
