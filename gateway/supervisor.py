@@ -41,6 +41,9 @@ from .worker import DUMP_SIGNAL, set_process_title
 
 # Exit status when a worker cannot start: the CLI's "start-up failed".
 EXIT_STARTUP_FAILED = 3
+# How long a worker may take to import the app and run lifespan start-up: longer than a
+# heartbeat may lapse, since a large app can take many seconds to import.
+BOOT_TIMEOUT = 60.0
 # After the stacks of a blocked worker are printed, how long before it is killed.
 DUMP_GRACE = 0.5
 # Past --graceful-timeout, how long workers get to finish their own forced stop.
@@ -344,16 +347,20 @@ class Supervisor:
                     worker.deadline = None
                     _signal(worker, signal.SIGKILL)
                 continue
-            if worker.killed_for is None and now - worker.last_seen > timeout:
-                if worker.ready:
-                    worker.killed_for = (f"no heartbeat for {timeout:g}s (--worker-timeout): its "
-                                         "event loop is blocked")
-                    error_logger.error("%s sent no heartbeat for %gs (--worker-timeout): its event "
-                                       "loop is blocked; killing it, stacks below", worker, timeout)
-                else:
-                    worker.killed_for = f"it did not start within {timeout:g}s (--worker-timeout)"
-                _signal(worker, DUMP_SIGNAL)
-                worker.kill_at = now + DUMP_GRACE
+            if worker.killed_for is not None:
+                continue
+            if worker.ready and now - worker.last_seen > timeout:
+                worker.killed_for = (f"no heartbeat for {timeout:g}s (--worker-timeout): its "
+                                     "event loop is blocked")
+                error_logger.error("%s sent no heartbeat for %gs (--worker-timeout): its event "
+                                   "loop is blocked; killing it, stacks below", worker, timeout)
+            elif not worker.ready and now - worker.last_seen > max(timeout, BOOT_TIMEOUT):
+                worker.killed_for = (f"it did not start within {max(timeout, BOOT_TIMEOUT):g}s "
+                                     "(importing the app and lifespan start-up); stacks above")
+            else:
+                continue
+            _signal(worker, DUMP_SIGNAL)
+            worker.kill_at = now + DUMP_GRACE
 
     def _keep_count(self) -> None:
         """Start workers for missing places, unless the app is broken (--reload)."""
