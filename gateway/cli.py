@@ -157,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "soon as they are accepted; keep N below the descriptor limit "
                           "(ulimit -n) (default: no limit)")
 
+    proxy = parser.add_argument_group("proxies and balancers")
+    proxy.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction,
+                       help="take the client, scheme and host from Forwarded and X-Forwarded-* "
+                            "headers of trusted peers (default: on)")
+    proxy.add_argument("--forwarded-allow-ips", metavar="IPS", type=_comma_list,
+                       help="comma-separated peers trusted to say who the client is: addresses, "
+                            "networks, '*', 'unix' for Unix-socket peers (default: "
+                            "$FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)")
+
     guard = parser.add_argument_group("hostile clients")
     guard.add_argument("--control-frame-budget", type=int, metavar="N",
                        help="HTTP/2 control frames, empty DATA frames, resets and WebSocket pings a "
@@ -284,6 +293,9 @@ def read_settings(argv: Sequence[str], environ: dict[str, str] | os._Environ[str
         except ConfigError:  # its message would name GATEWAY_WORKERS, which the user did not set
             raise ConfigError(f"invalid WEB_CONCURRENCY={environ['WEB_CONCURRENCY']!r}: expected "
                               "a whole number of worker processes") from None
+    if "forwarded_allow_ips" not in from_env and "FORWARDED_ALLOW_IPS" in environ:
+        from_env["forwarded_allow_ips"] = convert(  # read as uvicorn reads it
+            "forwarded_allow_ips", environ["FORWARDED_ALLOW_IPS"], Source.ENV)
     values, sources = layer(default_values(), from_file, from_env, flags)
     return Settings(values, sources, file, notes, show)
 
@@ -355,6 +367,10 @@ def _certs(argv: list[str]) -> None:
     print(("created" if created else "reusing") + f" development certificates in {certs.directory}")
     print(f"  certificate: {certs.cert}\n  key:         {certs.key}\n  CA:          {certs.ca_cert}")
     print(trust_instructions(certs))
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _boolean(text: str) -> bool:

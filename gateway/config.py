@@ -12,7 +12,10 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .proxy.trust import TrustedPeers
 
 from .fields import has_control_characters, lower_name
 
@@ -198,6 +201,10 @@ class Config:
     limit_connections: int | None = None
     limit_concurrency: int | None = None
 
+    # uvicorn's defaults: headers from proxies on this machine are believed.
+    proxy_headers: bool = True
+    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+
     control_frame_budget: int = 1000
     address_block_time: float = 10.0
     address_guard_exempt: list[str] = field(default_factory=list)
@@ -277,6 +284,13 @@ class Config:
         return networks
 
     @property
+    def trusted_peers(self) -> TrustedPeers:
+        """The peers whose forwarded and PROXY protocol headers are believed."""
+        from .proxy.trust import TrustedPeers
+
+        return TrustedPeers(self.forwarded_allow_ips)
+
+    @property
     def is_tls(self) -> bool:
         return self.certfile is not None or self.dev_tls
 
@@ -340,6 +354,11 @@ class Config:
                 f"invalid --log-config {self.log_config!r}: no such file (a .json, .yaml/.yml"
                 " or INI logging configuration)"
             )
+        if isinstance(self.forwarded_allow_ips, str):
+            self.forwarded_allow_ips = [
+                part.strip() for part in self.forwarded_allow_ips.split(",") if part.strip()
+            ]
+        self.trusted_peers  # noqa: B018 - parsing is the validation
         if isinstance(self.address_guard_exempt, str):
             self.address_guard_exempt = [
                 part for part in self.address_guard_exempt.split(",") if part.strip()

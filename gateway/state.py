@@ -53,6 +53,10 @@ class ServerState:
         self.header_timeout = config.header_timeout
         self.body_timeout = config.body_timeout
         self.response_timeout = config.response_timeout
+        # Peers believed about who the client is (--forwarded-allow-ips), and whether their
+        # forwarded headers are read (--proxy-headers).
+        self.trusted_peers = config.trusted_peers
+        self.proxy_headers = config.proxy_headers
         self.guard = AddressGuard(
             config.control_frame_budget, config.address_block_time, config.exempt_networks
         )

@@ -1,11 +1,10 @@
 """uvicorn's command line, so that `uvicorn ...` becomes `gateway ...` with the same meaning.
 
-Each uvicorn option is one of three things here:
+Each uvicorn option is one of two things here:
 - a spelling of a gateway setting (`--host`/`--port` are a bind, `--ssl-certfile` is
   `--certfile`, `--timeout-keep-alive` is `--keep-alive-timeout`), translated;
 - the choice of a uvicorn internal gateway does not have (`--ws wsproto`, `--loop zuvloop`),
   accepted with one note saying what gateway uses instead;
-- a feature still to come (`--proxy-headers`), refused with one line saying so.
 Options whose name gateway shares (`--workers`, `--root-path`, `--ws-max-size`, ...) are
 gateway's own and need nothing here.
 """
@@ -33,11 +32,6 @@ _RENAMED = {
     "limit_max_requests_jitter": "max_requests_jitter",
     "h11_max_incomplete_event_size": "max_head_size",
 }
-_NOT_YET = (
-    "{flag} comes with proxy support (PROXY protocol and forwarded headers), which gateway does"
-    " not have yet; serve it behind a proxy that sets the client address itself, or leave the"
-    " flag out"
-)
 
 
 def add_uvicorn_flags(parser: argparse.ArgumentParser) -> None:
@@ -78,9 +72,6 @@ def add_uvicorn_flags(parser: argparse.ArgumentParser) -> None:
                        help="ignored: gateway bounds unread WebSocket messages by size")
     group.add_argument("--reset-contextvars", action="store_true",
                        help="ignored: every request runs in its own copy of the server's context")
-    group.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction,
-                       help="not yet in gateway (--no-proxy-headers is what it does)")
-    group.add_argument("--forwarded-allow-ips", metavar="IPS", help="not yet in gateway")
 
 
 def translate(flags: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -91,10 +82,6 @@ def translate(flags: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     for old, new in _RENAMED.items():
         if old in settings:
             settings[new] = settings.pop(old)
-    if settings.pop("proxy_headers", False):
-        raise ConfigError(_NOT_YET.format(flag="--proxy-headers"))
-    if "forwarded_allow_ips" in settings:
-        raise ConfigError(_NOT_YET.format(flag="--forwarded-allow-ips"))
     if "ssl_cert_reqs" in settings:
         settings["verify_mode"] = _CERT_REQS[settings.pop("ssl_cert_reqs")]
     binds = _binds(settings)

@@ -103,7 +103,6 @@ def host_bind(host: str | None) -> Meaning:
     return Accepted({"bind": [f"[{host}]:8000" if ":" in host else f"{host}:8000"]})
 
 
-PROXY_REFUSAL = ("leave the flag out", "proxy")
 VERIFY_MODES = {"0": "none", "1": "optional", "2": "required"}
 
 MEANING: dict[str, Callable[[str | None], Meaning]] = {
@@ -138,13 +137,13 @@ MEANING: dict[str, Callable[[str | None], Meaning]] = {
     "--no-access-log": switch("access_log", False),
     "--use-colors": switch("use_colors", True),
     "--no-use-colors": switch("use_colors", False),
-    "--proxy-headers": lambda _: Refused(("--proxy-headers", *PROXY_REFUSAL)),
-    "--no-proxy-headers": lambda _: Accepted(),  # what gateway does anyway
+    "--proxy-headers": switch("proxy_headers", True),
+    "--no-proxy-headers": switch("proxy_headers", False),
     "--server-header": switch("server_header", True),
     "--no-server-header": switch("server_header", False),
     "--date-header": switch("date_header", True),
     "--no-date-header": switch("date_header", False),
-    "--forwarded-allow-ips": lambda _: Refused(("--forwarded-allow-ips", *PROXY_REFUSAL)),
+    "--forwarded-allow-ips": lambda value: Accepted({"forwarded_allow_ips": value.split(",")}),
     "--root-path": setting("root_path"),
     "--limit-concurrency": setting("limit_concurrency", int),
     "--backlog": setting("backlog", int),
@@ -418,6 +417,7 @@ def test_uvicorn_command_line_as_a_process(files, certs):
         "ciphers": "ECDHE+AESGCM", "keep_alive_timeout": 3.0, "graceful_timeout": 7.0,
         "worker_timeout": 9.0, "max_requests": 100, "max_requests_jitter": 10,
         "max_head_size": 65536, "workers": 2, "access_log": False, "log_level": "warning",
+        "proxy_headers": False,
     }
     shown = f"exit {outcome.code}\n{outcome.out}{outcome.err}"
     assert outcome.code == 0, shown
@@ -432,15 +432,6 @@ def test_uvicorn_command_line_as_a_process(files, certs):
     for flag in ("--ssl-version", "--ws wsproto", "--ws-max-queue", "--http2", "--reset-contextvars",
                  "--loop zuvloop", "--http zttp"):
         assert sum(note.startswith(f"gateway: note: {flag}") for note in notes) == 1, (flag, shown)
-
-
-@pytest.mark.parametrize("args", [
-    ["--proxy-headers", "hello:app"],
-    ["--forwarded-allow-ips", "*", "--host", "0.0.0.0", "hello:app"],
-], ids=["--proxy-headers", "--forwarded-allow-ips"])
-def test_proxy_options_are_refused_by_a_process(files, args):
-    outcome = config_process(args, files["{tmp}"])
-    check(outcome, Refused((args[0], *PROXY_REFUSAL)), " ".join(args))
 
 
 def _wait_for_line(process, pattern: str, timeout: float = 15.0) -> re.Match[str]:

@@ -23,6 +23,7 @@ from ..asgi import (
 from ..config import ConfigError
 from ..guards import Ledger, StallWatch
 from ..logs import address_text, error_logger
+from ..proxy.forwarded import apply_forwarded
 from ..reading import ReadingBlocks
 from ..state import ServerState
 from ..tls.scope import TLSInfo
@@ -94,6 +95,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.pipeline: deque[tuple[Exchange, bool] | RequestError] = deque()
         self.idle_since: float | None = None
         self.served = False
+        self.forwarded = False  # the peer is a trusted proxy: its forwarded headers count
         self.head_since: float | None = None  # the first byte of a request head not yet whole
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
@@ -111,6 +113,8 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.client = scope_address(transport.get_extra_info("peername"))
         self.server = scope_address(transport.get_extra_info("sockname"))
+        self.forwarded = self.state.proxy_headers and self.state.trusted_peers.trusts(
+            self.client[0] if self.client else None)
         ssl_object = transport.get_extra_info("ssl_object")
         self.extensions = {EARLY_HINT_EXTENSION: {}}
         if ssl_object is not None:
@@ -345,10 +349,13 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
 
     def _scope(self, method: str, target: bytes, http_version: str, headers: Headers) -> dict[str, Any]:
         state = self.state
-        return http_scope(
+        scope = http_scope(
             http_version, self.server, self.client, self.scheme, method, target,
             headers, state.root_path, state.lifespan_state, self.extensions,
         )
+        if self.forwarded:
+            apply_forwarded(scope, state.trusted_peers)
+        return scope
 
     def hand_over(self) -> tuple[bytes, Ledger]:
         """The WebSocket was accepted: this protocol lets go of the connection, and returns the

@@ -76,6 +76,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.closing = False
         self.goaway_sent = False
         self.goaway_after_read = False
+        self.forwarded = False  # the peer is a trusted proxy: its forwarded headers count
         self.socket_paused = False
         self.reading_blocked = 0  # _HELD | _SOCKET: why the transport is not being read
         self.flush_scheduled = False
@@ -108,9 +109,11 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         extensions: dict[str, Any] = {TRAILERS_EXTENSION: {}, EARLY_HINT_EXTENSION: {}}
         if ssl_object is not None and self.tls_info is not None:
             extensions["tls"] = self.tls_info.extension(ssl_object)
+        client = scope_address(transport.get_extra_info("peername"))
+        self.forwarded = state.proxy_headers and state.trusted_peers.trusts(client[0] if client else None)
         self.base_scope = {
             "server": scope_address(transport.get_extra_info("sockname")),
-            "client": scope_address(transport.get_extra_info("peername")),
+            "client": client,
             "scheme": "https" if ssl_object is not None else "http",
             "extensions": extensions,
         }

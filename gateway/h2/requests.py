@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..asgi import Exchange, http_scope
 from ..logs import error_logger
+from ..proxy.forwarded import apply_forwarded
 from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request
 from ..ws.session import WebSocketSession
 from .fields import plain_fields, response_fields
@@ -50,6 +51,8 @@ def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[
         method.decode("ascii"), path, headers, state.root_path, state.lifespan_state,
         base["extensions"],
     )
+    if protocol.forwarded:
+        apply_forwarded(scope, state.trusted_peers)
     if extended is not None:
         # WebSocket is the one protocol gateway speaks over extended CONNECT.
         if extended != b"websocket":
