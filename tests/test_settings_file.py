@@ -350,7 +350,8 @@ def test_unknown_gateway_variable_suggests_the_close_one() -> None:
 
 
 def test_unknown_gateway_variable_with_nothing_close() -> None:
-    with pytest.raises(ConfigError, match=r"^unknown setting GATEWAY_FLAVOUR in the environment: GATEWAY_\* "):
+    with pytest.raises(ConfigError,
+                       match=r"^unknown setting GATEWAY_FLAVOUR in the environment: GATEWAY_\* "):
         read_environment({"GATEWAY_FLAVOUR": "blue"})
 
 
