@@ -29,8 +29,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .asgi import Addresses
 from .guards import Ledger
 from .logs import error_logger
+from .proxy.protocol import ProxyHeaderError, ProxyHeaderReader, ProxyInfo
 from .state import ServerState
 
 try:
@@ -50,6 +52,9 @@ ACCEPT_BATCH = 128
 ACCEPT_PAUSE = 0.5
 # An episode (limit reached, accepting paused) is over once it has not recurred for this long.
 EPISODE_QUIET = 10.0
+# How much is peeked for a PROXY protocol header: the longest v2 header read (its 16-byte
+# preamble and a 4 KiB address block, plenty for addresses, ALPN and authority).
+PROXY_PEEK = 16 + 4096
 # What asyncio and uvloop use when given no handshake timeout (--tls-handshake-timeout 0).
 LOOP_HANDSHAKE_TIMEOUT = 60.0
 
@@ -104,6 +109,17 @@ class Route(NamedTuple):
 
     make_entry: Callable[[Ledger], ProtocolChoice]
     ssl_context: ssl.SSLContext | None
+    # PROXY protocol versions expected first on each connection ("v1", "v2", "auto"), or None.
+    proxy: str | None = None
+
+
+class Announced(NamedTuple):
+    """A connection whose PROXY protocol header is being read."""
+
+    reader: ProxyHeaderReader
+    deadline: float
+    route: Route
+    peer: Any
 
 
 class Door:
@@ -128,8 +144,12 @@ class Door:
         self.listeners: dict[socket.socket, asyncio.TimerHandle | None] = {}
         # How each listener's connections are served: the protocol entry, and TLS or not.
         self.routes: dict[socket.socket, Route] = {}
+        # Connections from a balancer whose PROXY protocol header has not arrived whole yet,
+        # in arrival (so deadline) order; they hold no ledger until it names the client.
+        self.announcing: dict[socket.socket, Announced] = {}
         # TLS connections whose client has sent nothing yet, in arrival (so deadline) order.
-        self.silent: dict[socket.socket, tuple[Ledger, float, Route]] = {}
+        self.silent: dict[socket.socket, tuple[Ledger, float, Route, Addresses | None]] = {}
+        self.trusted_peers = state.trusted_peers
         # Connections being made into transports (and TLS handshakes); `unstarted` ones still
         # belong to the door, the others to the loop.
         self.starting: set[asyncio.Task[None]] = set()
@@ -138,26 +158,33 @@ class Door:
         self.starved = Episode()
 
     def listen(self, listener: socket.socket, make_entry: Callable[[Ledger], ProtocolChoice],
-               ssl_context: ssl.SSLContext | None) -> None:
+               ssl_context: ssl.SSLContext | None, proxy: str | None = None) -> None:
         self.listeners[listener] = None
-        self.routes[listener] = Route(make_entry, ssl_context)
+        self.routes[listener] = Route(make_entry, ssl_context, proxy)
         self.loop.add_reader(listener, self._accept, listener)
 
     @property
     def busy(self) -> bool:
         """Connections accepted that no protocol has taken yet (TLS handshakes included)."""
-        return bool(self.silent or self.starting)
+        return bool(self.silent or self.starting or self.announcing)
 
     def check_timeouts(self, now: float) -> None:
         """Once a second: drop TLS clients silent past the handshake timeout, and say when an
         episode is over."""
         expired = []
-        for sock, (_, deadline, _) in self.silent.items():
+        for sock, (_, deadline, _, _) in self.silent.items():
             if deadline > now:
                 break
             expired.append(sock)
         for sock in expired:
             self._drop_silent(sock)
+        late = []
+        for sock, announced in self.announcing.items():
+            if announced.deadline > now:
+                break
+            late.append(sock)
+        for sock in late:
+            self._drop_announcing(sock, "no whole PROXY protocol header within --tls-handshake-timeout")
         over = self.over_limit.ended(now)
         if over is not None:
             error_logger.info(
@@ -183,6 +210,8 @@ class Door:
         """Drop the connections no protocol has taken yet: the grace period is over."""
         for sock in list(self.silent):
             self._drop_silent(sock)
+        for sock in list(self.announcing):
+            self._drop_announcing(sock, "stopping")
         for task in self.starting:
             task.cancel()
 
@@ -232,7 +261,7 @@ class Door:
 
     def _admit(self, sock: socket.socket, peer: Any, now: float, route: Route) -> None:
         guard = self.guard
-        if self.limit is not None and guard.open >= self.limit:
+        if self.limit is not None and guard.open + len(self.announcing) >= self.limit:
             self.state.refused_over_limit += 1
             if self.over_limit.occurred(now):
                 error_logger.warning(
@@ -241,15 +270,78 @@ class Door:
                 )
             sock.close()
             return
-        ledger = guard.admit(peer, now)
+        if route.proxy is not None:
+            self._expect_proxy_header(sock, peer, now, route)
+            return
+        self._welcome(sock, peer, now, now + self.handshake_timeout, route, None)
+
+    def _welcome(self, sock: socket.socket, peer: Any, now: float, deadline: float, route: Route,
+                 addresses: Addresses | None) -> None:
+        """Charge the client's address, then on to HTTP (plain) or to the TLS handshake."""
+        ledger = self.guard.admit(peer, now)
         if ledger is None:
             sock.close()  # the address is blocked; the guard said so when it blocked it
             return
         if route.ssl_context is None:
-            self._connect(sock, ledger, route, {})
+            self._connect(sock, ledger, route, {}, addresses)
         else:
-            self.silent[sock] = (ledger, now + self.handshake_timeout, route)
+            self.silent[sock] = (ledger, deadline, route, addresses)
             self.loop.add_reader(sock, self._spoke, sock)
+
+    # -- PROXY protocol -----------------------------------------------------------------------
+
+    def _expect_proxy_header(self, sock: socket.socket, peer: Any, now: float, route: Route) -> None:
+        """Only a trusted balancer may say who the client is; its header comes before anything
+        else (before TLS), within the handshake timeout."""
+        host = peer[0] if isinstance(peer, tuple) and peer else None
+        if not self.trusted_peers.trusts(host):
+            error_logger.debug("closing a connection from %s: not in --forwarded-allow-ips, so it "
+                               "may not send a PROXY protocol header", host or "a Unix socket")
+            sock.close()
+            return
+        assert route.proxy is not None
+        self.announcing[sock] = Announced(
+            ProxyHeaderReader(route.proxy), now + self.handshake_timeout, route, peer)
+        self.loop.add_reader(sock, self._read_proxy_header, sock)
+
+    def _read_proxy_header(self, sock: socket.socket) -> None:
+        """Peek, so that not one byte past the header is taken from the socket: what follows
+        is the client's, a TLS ClientHello or an HTTP request, for the loop's transport."""
+        announced = self.announcing[sock]
+        try:
+            data = sock.recv(PROXY_PEEK, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._drop_announcing(sock, f"the balancer's connection failed ({exc})")
+            return
+        if not data:
+            self._drop_announcing(sock, "closed before its PROXY protocol header")
+            return
+        try:
+            info = announced.reader.feed(data)
+        except ProxyHeaderError as exc:
+            self._drop_announcing(sock, f"bad PROXY protocol header: {exc}")
+            return
+        taken = len(data) - (len(announced.reader.rest) if info is not None else 0)
+        try:
+            sock.recv(taken)  # peeked, so there: the header's bytes, and no more
+        except OSError as exc:
+            self._drop_announcing(sock, f"the balancer's connection failed ({exc})")
+            return
+        if info is None:
+            return
+        self.loop.remove_reader(sock)
+        del self.announcing[sock]
+        addresses = proxied_addresses(info)
+        client = addresses[0] if addresses is not None else announced.peer
+        self._welcome(sock, client, self.loop.time(), announced.deadline, announced.route, addresses)
+
+    def _drop_announcing(self, sock: socket.socket, why: str) -> None:
+        announced = self.announcing.pop(sock)
+        error_logger.debug("closing a connection from %s: %s", announced.peer, why)
+        self.loop.remove_reader(sock)
+        sock.close()
 
     def _spoke(self, sock: socket.socket) -> None:
         """The TLS client's first bytes (or its leaving) arrived: now the handshake."""
@@ -258,13 +350,13 @@ class Door:
             self._drop_silent(sock)
             return
         self.loop.remove_reader(sock)
-        ledger, _, route = self.silent.pop(sock)
+        ledger, _, route, addresses = self.silent.pop(sock)
         self._connect(sock, ledger, route, {
             **self.tls_options, "ssl": route.ssl_context, "ssl_handshake_timeout": remaining,
-        })
+        }, addresses)
 
     def _drop_silent(self, sock: socket.socket) -> None:
-        ledger, _, _ = self.silent.pop(sock)
+        ledger, _, _, _ = self.silent.pop(sock)
         self.loop.remove_reader(sock)
         sock.close()
         self.guard.release(ledger)
@@ -272,8 +364,9 @@ class Door:
     # -- handing over -------------------------------------------------------------------------
 
     def _connect(self, sock: socket.socket, ledger: Ledger, route: Route,
-                 options: dict[str, Any]) -> None:
+                 options: dict[str, Any], addresses: Addresses | None) -> None:
         entry = route.make_entry(ledger)
+        entry.addresses = addresses
         self.unstarted.add(sock)
         task = self.loop.create_task(self._transport(sock, entry, options))
         self.starting.add(task)
@@ -299,6 +392,17 @@ class Door:
         if sock in self.unstarted:  # cancelled before it began (a stop)
             self.unstarted.discard(sock)
             sock.close()
+
+
+def proxied_addresses(info: ProxyInfo) -> Addresses | None:
+    """The scope's (client, server) from a PROXY header; None keeps the socket's own: LOCAL
+    (the balancer's health check) and UNKNOWN name nobody."""
+    if info.command != "PROXY" or info.client is None:
+        return None
+    if isinstance(info.client, str):  # UNIX: a path has no place in `client`
+        return (None, (info.server, None) if isinstance(info.server, str) else None)
+    server = info.server if isinstance(info.server, tuple) else None
+    return (info.client, server)
 
 
 def _descriptor_limit() -> str:

@@ -117,6 +117,10 @@ class Carrier(Protocol):
     def abort(self, exchange: Exchange) -> None: ...
 
 
+# A connection's (client, server) as the scope gives them.
+Addresses = tuple[tuple[str, Any] | None, tuple[str, Any] | None]
+
+
 def scope_address(value: Any) -> tuple[str, int | None] | None:
     """A socket address as the scope's `client`/`server`: (host, port), IPv6 extras dropped;
     (path, None) for a Unix socket's path, as the ASGI spec gives it. An unnamed Unix socket

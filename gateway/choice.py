@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from h2.errors import ErrorCodes
 
+from .asgi import Addresses
 from .guards import Ledger
 from .h1.h2c import H2CSwitch, H2CUpgrade
 from .h1.protocol import H1Protocol
@@ -31,13 +32,15 @@ class ProtocolChoice(asyncio.Protocol):
     listener, once the TLS handshake ends on a TLS one), and hands it the client's ledger from
     the door. `ledger` is None once handed over: the door releases it if it never was."""
 
-    __slots__ = ("make_h1", "make_h2", "ledger")
+    __slots__ = ("make_h1", "make_h2", "ledger", "addresses")
 
     def __init__(self, make_h1: Callable[[], H1Protocol],
                  make_h2: Callable[[], H2Protocol], ledger: Ledger) -> None:
         self.make_h1 = make_h1
         self.make_h2 = make_h2
         self.ledger: Ledger | None = ledger
+        # (client, server) from a PROXY protocol header; None: the socket's own.
+        self.addresses: Addresses | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         ledger, self.ledger = self.ledger, None
@@ -48,14 +51,14 @@ class ProtocolChoice(asyncio.Protocol):
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
             h2 = self.make_h2()
             transport.set_protocol(h2)
-            h2.connection_made(transport, ledger=ledger)
+            h2.connection_made(transport, ledger=ledger, addresses=self.addresses)
             problem = inadequate_security(ssl_object)
             if problem is not None:
                 h2.refuse(ErrorCodes.INADEQUATE_SECURITY, problem)
             return
         protocol = self.make_h1()
         transport.set_protocol(protocol)
-        protocol.connection_made(transport, ledger)
+        protocol.connection_made(transport, ledger, self.addresses)
 
 
 def inadequate_security(ssl_object: ssl.SSLObject) -> str | None:
@@ -74,15 +77,16 @@ def h2c_switch(make_h2: Callable[[], H2Protocol]) -> H2CSwitch:
     """The hand-overs HTTP/1.1 calls on a plain listener: on the HTTP/2 preface, and after
     answering `Upgrade: h2c` with 101."""
 
-    def prior_knowledge(transport: asyncio.Transport, preamble: bytes, ledger: Ledger) -> None:
+    def prior_knowledge(transport: asyncio.Transport, preamble: bytes, ledger: Ledger,
+                        addresses: Addresses) -> None:
         protocol = make_h2()
         transport.set_protocol(protocol)
-        protocol.connection_made(transport, preamble, ledger=ledger)
+        protocol.connection_made(transport, preamble, ledger=ledger, addresses=addresses)
 
     def upgrade(transport: asyncio.Transport, request: H2CUpgrade, preamble: bytes,
-                ledger: Ledger) -> None:
+                ledger: Ledger, addresses: Addresses) -> None:
         protocol = make_h2()
         transport.set_protocol(protocol)
-        protocol.connection_made(transport, preamble, request, ledger=ledger)
+        protocol.connection_made(transport, preamble, request, ledger=ledger, addresses=addresses)
 
     return H2CSwitch(prior_knowledge, upgrade)

@@ -24,6 +24,7 @@ from .config import (
     LIFESPAN_MODES,
     LOG_LEVELS,
     LOOPS,
+    PROXY_PROTOCOLS,
     VERIFY_MODES,
     Config,
     ConfigError,
@@ -165,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated peers trusted to say who the client is: addresses, "
                             "networks, '*', 'unix' for Unix-socket peers (default: "
                             "$FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)")
+
+    proxy.add_argument("--proxy-protocol", choices=PROXY_PROTOCOLS,
+                       help="every connection starts with a PROXY protocol header (HAProxy's "
+                            "send-proxy, send-proxy-v2; auto takes either) naming the client; only "
+                            "from --forwarded-allow-ips peers (default: off)")
 
     guard = parser.add_argument_group("hostile clients")
     guard.add_argument("--control-frame-budget", type=int, metavar="N",

@@ -26,6 +26,7 @@ LOOPS = ("auto", "asyncio", "uvloop")
 HTTP_ENGINES = ("auto", "h11", "httptools")
 VERIFY_MODES = ("none", "optional", "required")
 INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
+PROXY_PROTOCOLS = ("v1", "v2", "auto")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _BIND_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)$")
@@ -204,6 +205,8 @@ class Config:
     # uvicorn's defaults: headers from proxies on this machine are believed.
     proxy_headers: bool = True
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # A PROXY protocol header first on every connection ("v1", "v2", "auto"), or none.
+    proxy_protocol: str | None = None
 
     control_frame_budget: int = 1000
     address_block_time: float = 10.0
@@ -306,6 +309,8 @@ class Config:
         _choice("--http", self.http, HTTP_ENGINES)
         _choice("--verify-mode", self.verify_mode, VERIFY_MODES)
         _choice("--interface", self.interface, INTERFACES)
+        if self.proxy_protocol is not None:
+            _choice("--proxy-protocol", self.proxy_protocol, PROXY_PROTOCOLS)
         self.binds  # noqa: B018 - parsing is the validation
         self.insecure_binds  # noqa: B018
         self.socket_mode  # noqa: B018

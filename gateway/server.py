@@ -180,14 +180,17 @@ class Server:
 
         self.door = door = Door(state)
         for listener in self.bound:
+            proxy = self.config.proxy_protocol
             if listener.secure and self.ssl_context is not None:
-                door.listen(listener.sock, tls_entry, self.ssl_context)
+                door.listen(listener.sock, tls_entry, self.ssl_context, proxy)
                 scheme, protocols = "https", "h2, http/1.1"
             else:
-                door.listen(listener.sock, plain_entry, None)
+                door.listen(listener.sock, plain_entry, None, proxy)
                 scheme = "http"
                 protocols = "http/1.1, h2c" if self.config.h2c else "http/1.1"
             # Under a supervisor, which said where it listens, a worker only says it is ready.
+            if proxy is not None:
+                protocols += f"; PROXY protocol {proxy}"
             error_logger.log(logging.INFO if self.owns_listeners else logging.DEBUG,
                              "listening on %s (%s)", listener.describe(scheme), protocols)
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..asgi import Addresses
 from ..fields import header_tokens
 from ..guards import Ledger
 from .engine import Headers
@@ -128,7 +129,8 @@ class H2CUpgrade:
 
 @dataclass(frozen=True)
 class H2CSwitch:
-    """Each hand-over takes the transport, the bytes read so far and the client's ledger."""
+    """Each hand-over takes the transport, the bytes read so far, the client's ledger and the
+    connection's (client, server) addresses as HTTP/1.1 saw them."""
 
-    prior_knowledge: Callable[[asyncio.Transport, bytes, Ledger], None]
-    upgrade: Callable[[asyncio.Transport, H2CUpgrade, bytes, Ledger], None]
+    prior_knowledge: Callable[[asyncio.Transport, bytes, Ledger, Addresses], None]
+    upgrade: Callable[[asyncio.Transport, H2CUpgrade, bytes, Ledger, Addresses], None]

@@ -16,6 +16,7 @@ from typing import Any
 from ..asgi import (
     BODY_HIGH_WATER,
     EARLY_HINT_EXTENSION,
+    Addresses,
     Exchange,
     http_scope,
     scope_address,
@@ -107,12 +108,16 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
     # -- asyncio callbacks --------------------------------------------------------------
 
     def connection_made(  # type: ignore[override]
-        self, transport: asyncio.BaseTransport, ledger: Ledger
+        self, transport: asyncio.BaseTransport, ledger: Ledger, addresses: Addresses | None = None
     ) -> None:
-        """`ledger`: the client's, from the door (admission.py) that admitted the connection."""
+        """`ledger`: the client's, from the door (admission.py) that admitted the connection;
+        `addresses`: (client, server) when a PROXY protocol header named them."""
         self.transport = transport  # type: ignore[assignment]
-        self.client = scope_address(transport.get_extra_info("peername"))
-        self.server = scope_address(transport.get_extra_info("sockname"))
+        if addresses is None:
+            self.client = scope_address(transport.get_extra_info("peername"))
+            self.server = scope_address(transport.get_extra_info("sockname"))
+        else:
+            self.client, self.server = addresses
         self.forwarded = self.state.proxy_headers and self.state.trusted_peers.trusts(
             self.client[0] if self.client else None)
         ssl_object = transport.get_extra_info("ssl_object")
@@ -209,7 +214,8 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
             self.state.connections.discard(self)
             self.closing = True
             self._reading_for_next_protocol()
-            switch(self.transport, head, self._give_ledger())  # type: ignore[misc,arg-type]
+            switch(self.transport, head, self._give_ledger(),  # type: ignore[misc,arg-type]
+                   (self.client, self.server))
             return b""
         return head
 
@@ -224,7 +230,8 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.state.connections.discard(self)
         self.closing = True
         self._reading_for_next_protocol()
-        self.h2c.upgrade(self.transport, upgrade, rest, self._give_ledger())  # type: ignore[arg-type]
+        self.h2c.upgrade(self.transport, upgrade, rest, self._give_ledger(),  # type: ignore[arg-type]
+                         (self.client, self.server))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True

@@ -23,6 +23,7 @@ from ..asgi import (
     EARLY_HINT_EXTENSION,
     PUSH_EXTENSION,
     TRAILERS_EXTENSION,
+    Addresses,
     scope_address,
 )
 from ..guards import Ledger, StallWatch
@@ -97,7 +98,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
 
     def connection_made(  # type: ignore[override]
         self, transport: asyncio.BaseTransport, preamble: bytes = b"", upgrade: Any = None, *,
-        ledger: Ledger,
+        ledger: Ledger, addresses: Addresses | None = None,
     ) -> None:
         """`preamble`: bytes already read (h2c); `upgrade`: the HTTP/1.1 request that asked for
         `Upgrade: h2c`, served as stream 1 (RFC 7540 section 3.2); `ledger`: the client's, from
@@ -109,10 +110,14 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         extensions: dict[str, Any] = {TRAILERS_EXTENSION: {}, EARLY_HINT_EXTENSION: {}}
         if ssl_object is not None and self.tls_info is not None:
             extensions["tls"] = self.tls_info.extension(ssl_object)
-        client = scope_address(transport.get_extra_info("peername"))
+        if addresses is None:
+            client = scope_address(transport.get_extra_info("peername"))
+            server = scope_address(transport.get_extra_info("sockname"))
+        else:
+            client, server = addresses
         self.forwarded = state.proxy_headers and state.trusted_peers.trusts(client[0] if client else None)
         self.base_scope = {
-            "server": scope_address(transport.get_extra_info("sockname")),
+            "server": server,
             "client": client,
             "scheme": "https" if ssl_object is not None else "http",
             "extensions": extensions,
