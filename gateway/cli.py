@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
                           f"else {DEFAULT_BIND})")
     net.add_argument("--insecure-bind", action="append", metavar="ADDRESS",
                      help="a plain HTTP listener beside TLS ones, repeatable")
+    net.add_argument("--redirect-bind", action="append", metavar="ADDRESS",
+                     help="a plain listener that answers every request with 308 to the same URL "
+                          "over HTTPS, repeatable (e.g. 0.0.0.0:80)")
+    net.add_argument("--redirect-port", type=int, metavar="PORT",
+                     help="the HTTPS port redirects name (default: the TLS listener's port)")
+    net.add_argument("--hsts", type=int, metavar="SECONDS",
+                     help="send Strict-Transport-Security: max-age=SECONDS on HTTPS responses")
     net.add_argument("--unix-socket-mode", metavar="OCTAL",
                      help="permissions of unix: socket files (default: 666)")
     net.add_argument("--backlog", type=int, metavar="N",

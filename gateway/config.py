@@ -152,6 +152,9 @@ class Config:
     # Empty: the sockets systemd passed (LISTEN_FDS) when there are any, else DEFAULT_BIND.
     bind: list[str] = field(default_factory=list)
     insecure_bind: list[str] = field(default_factory=list)
+    redirect_bind: list[str] = field(default_factory=list)
+    redirect_port: int | None = None
+    hsts: int | None = None
     backlog: int = 2048
     unix_socket_mode: str = "666"
 
@@ -226,8 +229,8 @@ class Config:
     ws_per_message_deflate: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("bind", "insecure_bind", "reload_dirs", "reload_includes", "reload_excludes",
-                     "headers"):
+        for name in ("bind", "insecure_bind", "redirect_bind", "reload_dirs", "reload_includes",
+                     "reload_excludes", "headers"):
             if isinstance(getattr(self, name), str):
                 setattr(self, name, [getattr(self, name)])
         self.validate()
@@ -244,6 +247,11 @@ class Config:
     def insecure_binds(self) -> list[Bind]:
         """Plain listeners beside TLS ones (--insecure-bind)."""
         return [parse_listen(text, "--insecure-bind") for text in self.insecure_bind]
+
+    @property
+    def redirect_binds(self) -> list[Bind]:
+        """Plain listeners that redirect every request to HTTPS (--redirect-bind)."""
+        return [parse_listen(text, "--redirect-bind") for text in self.redirect_bind]
 
     @property
     def socket_mode(self) -> int:
@@ -313,6 +321,7 @@ class Config:
             _choice("--proxy-protocol", self.proxy_protocol, PROXY_PROTOCOLS)
         self.binds  # noqa: B018 - parsing is the validation
         self.insecure_binds  # noqa: B018
+        self.redirect_binds  # noqa: B018
         self.socket_mode  # noqa: B018
         for name in ("graceful_timeout", "keep_alive_timeout", "tls_handshake_timeout", "send_timeout",
                      "header_timeout", "body_timeout", "response_timeout", "address_block_time",
@@ -344,6 +353,16 @@ class Config:
                 "--workers, --reload and --max-requests start the app in new processes, so they"
                 " need it as an import string such as 'main:app', not an object"
             )
+        if self.redirect_bind and not self.is_tls:
+            raise ConfigError("--redirect-bind sends clients to HTTPS: it needs --certfile or --dev-tls")
+        if self.redirect_port is not None and not (isinstance(self.redirect_port, int)
+                                                   and 1 <= self.redirect_port <= 65535):
+            raise ConfigError(f"invalid --redirect-port {self.redirect_port!r}: a port from 1 to 65535")
+        if self.hsts is not None:
+            if not isinstance(self.hsts, int) or isinstance(self.hsts, bool) or self.hsts < 0:
+                raise ConfigError(f"invalid --hsts {self.hsts!r}: a whole number of seconds >= 0")
+            if not self.is_tls:
+                raise ConfigError("--hsts is for HTTPS responses: it needs --certfile or --dev-tls")
         if self.insecure_bind and not self.is_tls:
             raise ConfigError(
                 "--insecure-bind adds plain listeners beside TLS ones: it needs --certfile or"

@@ -31,6 +31,7 @@ from .lifespan import Lifespan
 from .loading import ASGIApp, load_app
 from .log_config import apply_log_config
 from .logs import configure_logging, error_logger
+from .redirect import RedirectToHTTPS
 from .sockets import BindError, Listener, open_listeners
 from .state import ServerState
 from .tls.context import certificate_files, create_ssl_context
@@ -178,10 +179,21 @@ class Server:
         def plain_entry(ledger: Ledger) -> ProtocolChoice:
             return ProtocolChoice(make_plain_h1, make_plain_h2, ledger)
 
+        redirect = RedirectToHTTPS(self.config.redirect_port or self._https_port())
+
+        def make_redirect_h1() -> H1Protocol:
+            return H1Protocol(state, engine, None, None, redirect)
+
+        def redirect_entry(ledger: Ledger) -> ProtocolChoice:
+            return ProtocolChoice(make_redirect_h1, make_plain_h2, ledger)
+
         self.door = door = Door(state)
         for listener in self.bound:
             proxy = self.config.proxy_protocol
-            if listener.secure and self.ssl_context is not None:
+            if listener.redirect:
+                door.listen(listener.sock, redirect_entry, None, proxy)
+                scheme, protocols = "http", "redirects to HTTPS"
+            elif listener.secure and self.ssl_context is not None:
                 door.listen(listener.sock, tls_entry, self.ssl_context, proxy)
                 scheme, protocols = "https", "h2, http/1.1"
             else:
@@ -193,6 +205,13 @@ class Server:
                 protocols += f"; PROXY protocol {proxy}"
             error_logger.log(logging.INFO if self.owns_listeners else logging.DEBUG,
                              "listening on %s (%s)", listener.describe(scheme), protocols)
+
+    def _https_port(self) -> int | None:
+        """The port redirects send clients to: the first TLS listener's on TCP."""
+        for listener in self.bound:
+            if listener.secure and not listener.redirect and listener.port:
+                return listener.port
+        return None
 
     async def _tick(self) -> None:
         """Once a second: the Date header, the door's timeouts, and those of every connection."""

@@ -49,6 +49,8 @@ class Listener:
     secure: bool
     # gateway created the Unix socket file, so it removes it when it stops.
     owns_path: bool = False
+    # A plain listener that answers every request with a redirect to HTTPS (--redirect-bind).
+    redirect: bool = False
     # Where it listens, read once: it stays known after the socket is closed.
     address: object = field(init=False)
 
@@ -91,10 +93,15 @@ def open_listeners(config: Config) -> list[Listener]:
     """Every listener the config asks for, or BindError with none left open."""
     wanted: list[tuple[Bind, bool]] = [(bind, True) for bind in _binds(config)]
     wanted += [(bind, False) for bind in config.insecure_binds]
+    redirects = len(wanted)
+    wanted += [(bind, False) for bind in config.redirect_binds]
     listeners: list[Listener] = []
     try:
-        for bind, secure in wanted:
-            listeners += _open(bind, secure, config)
+        for index, (bind, secure) in enumerate(wanted):
+            opened = _open(bind, secure, config)
+            for listener in opened:
+                listener.redirect = index >= redirects
+            listeners += opened
     except BaseException:
         for listener in listeners:
             listener.close()
@@ -102,11 +109,11 @@ def open_listeners(config: Config) -> list[Listener]:
     return listeners
 
 
-def adopt(fd: int, bind_text: str, secure: bool) -> Listener:
+def adopt(fd: int, bind_text: str, secure: bool, redirect: bool = False) -> Listener:
     """A listener the supervisor bound, inherited as descriptor `fd` by a worker."""
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
-    return Listener(sock, parse_listen(bind_text), secure)
+    return Listener(sock, parse_listen(bind_text), secure, redirect=redirect)
 
 
 def systemd_fds() -> list[int]:

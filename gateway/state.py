@@ -91,6 +91,8 @@ class ServerState:
         same name, as uvicorn does. Over HTTP/1.1 they are written as `head_lines` (server
         and --header) and `date_line`; over HTTP/2 as `head_fields` and `date_value`."""
         fields = config.header_fields
+        if config.hsts is not None:  # browsers ignore it over plain HTTP (RFC 6797 section 8.1)
+            fields = [*fields, (b"strict-transport-security", b"max-age=%d" % config.hsts)]
         given = dict(fields)
         server = given.get(b"server", b"gateway" if config.server_header else b"")
         self.fixed_date = given.get(b"date")
@@ -106,22 +108,23 @@ class ServerState:
             self.date_value = formatdate(usegmt=True).encode("ascii")
             self.date_line = b"date: " + self.date_value + b"\r\n"
 
-    def start_app(self, call: AppCall) -> asyncio.Task[None]:
+    def start_app(self, call: AppCall, app: ASGIApp | None = None) -> asyncio.Task[None]:
+        """Run the app (or `app`, a listener's own, such as the HTTPS redirect) for `call`."""
         self.requests += 1
-        task = asyncio.get_running_loop().create_task(call.run(self.app))
+        task = asyncio.get_running_loop().create_task(call.run(app or self.app))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
 
-    def _start_app_limited(self, call: AppCall) -> asyncio.Task[None]:
+    def _start_app_limited(self, call: AppCall, app: ASGIApp | None = None) -> asyncio.Task[None]:
         """`start_app` under --limit-concurrency."""
         self.requests += 1
-        task = asyncio.get_running_loop().create_task(self._run_limited(call))
+        task = asyncio.get_running_loop().create_task(self._run_limited(call, app or self.app))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def _run_limited(self, call: AppCall) -> None:
+    async def _run_limited(self, call: AppCall, app: ASGIApp) -> None:
         """The count is taken when the call starts running and given back the moment the app
         returns, so that a pipelined request started from inside the previous response's last
         `send`, or a request read just after a response, does not count an app that is done.
@@ -132,6 +135,6 @@ class ServerState:
             return
         self.in_flight += 1
         try:
-            await call.run(self.app)
+            await call.run(app)
         finally:
             self.in_flight -= 1

@@ -116,7 +116,8 @@ class Supervisor:
             scheme = "https" if material is not None else "http"
             for listener in self.listeners:
                 shown = scheme if listener.secure else "http"
-                error_logger.info("listening on %s", listener.describe(shown))
+                error_logger.info("listening on %s%s", listener.describe(shown),
+                                  " (redirects to HTTPS)" if listener.redirect else "")
             return self._supervise()
         finally:
             for listener in self.listeners:
@@ -415,7 +416,8 @@ class Supervisor:
         spec = {
             "config": dataclasses.asdict(self.config),
             "listeners": [
-                {"fd": listener.sock.fileno(), "bind": str(listener.bind), "secure": listener.secure}
+                {"fd": listener.sock.fileno(), "bind": str(listener.bind), "secure": listener.secure,
+                 "redirect": listener.redirect}
                 for listener in self.listeners
             ],
             "worker": number,

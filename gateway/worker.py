@@ -94,7 +94,8 @@ def main() -> None:
     config = Config(**spec["config"])
     configure_logging(config.log_level_number, config.access_log, config.log_config,
                       config.use_colors)
-    listeners = [adopt(item["fd"], item["bind"], item["secure"]) for item in spec["listeners"]]
+    listeners = [adopt(item["fd"], item["bind"], item["secure"], item["redirect"])
+                 for item in spec["listeners"]]
     server = Server(config, listeners=listeners, link=link)
     try:
         server.prepare()

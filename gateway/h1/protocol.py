@@ -23,6 +23,7 @@ from ..asgi import (
 )
 from ..config import ConfigError
 from ..guards import Ledger, StallWatch
+from ..loading import ASGIApp
 from ..logs import address_text, error_logger
 from ..proxy.forwarded import apply_forwarded
 from ..reading import ReadingBlocks
@@ -59,8 +60,10 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
     """One HTTP/1.1 connection (plain or over TLS)."""
 
     def __init__(self, state: ServerState, engine: type, tls_info: TLSInfo | None,
-                 h2c: H2CSwitch | None = None) -> None:
+                 h2c: H2CSwitch | None = None, app: ASGIApp | None = None) -> None:
         self.state = state
+        # The listener's own app (the HTTPS redirect), else None for the server's.
+        self.app = app
         # On a plain listener with h2c: the HTTP/2 hand-over, by preface (only until the first
         # bytes decide) or by `Upgrade: h2c`.
         self.h2c = h2c
@@ -352,7 +355,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.websocket = carrier
         self.current = exchange
         self.current_keep_alive = False
-        state.start_app(session)
+        state.start_app(session, self.app)
 
     def _scope(self, method: str, target: bytes, http_version: str, headers: Headers) -> dict[str, Any]:
         state = self.state
@@ -420,7 +423,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.current_keep_alive = keep_alive
         if self.state.response_timeout:
             self.current_since = self.loop.time()
-        exchange.task = self.state.start_app(exchange)
+        exchange.task = self.state.start_app(exchange, self.app)
 
     def _response_done(self) -> None:
         self.current = None
