@@ -24,7 +24,9 @@ What it guarantees:
 Choices where the spec leaves room (each refused case raises `ProxyHeaderError`):
 
 - v1: addresses must match the family (TCP4: dotted quad without leading zeros; TCP6: hex groups and
-  colons only, so no embedded IPv4 and no "%zone"); ports 0-65535 without signs or leading zeros;
+  colons, no "%zone"). TCP6 also takes a trailing dotted quad ("::ffff:192.0.2.1"), which the spec's
+  grammar omits but HAProxy sends: it formats addresses with inet_ntop, which writes IPv4-mapped
+  addresses that way. Ports are 0-65535 without signs or leading zeros;
   fields separated by exactly one space. A CR or LF outside the final CRLF is refused, even in the
   free text after "UNKNOWN": a sender that ends lines with a bare LF would otherwise have its
   next line swallowed as part of the header.
@@ -82,7 +84,9 @@ _IPV4 = re.compile(rb"(?:%s\.){3}%s" % (_OCTET, _OCTET))
 # Every prefix of a valid octet is itself a valid octet or empty, so this matches exactly the
 # prefixes of valid v1 IPv4 addresses.
 _IPV4_PREFIX = re.compile(rb"(?:%s\.){0,3}(?:%s)?" % (_OCTET, _OCTET))
-_IPV6_CHARS = re.compile(rb"[0-9A-Fa-f:]*")
+_IPV6_CHARS = re.compile(rb"[0-9A-Fa-f:.]*")
+# Eight full groups, or six and a dotted quad.
+_IPV6_LONGEST = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")
 # The same holds for ports: every prefix of "0".."65535" written without leading zeros is one too.
 _PORT = re.compile(rb"0|[1-9][0-9]{0,4}")
 _V1_FIELDS = ("source address", "destination address", "source port", "destination port")
@@ -333,7 +337,7 @@ def _ipv4(text: bytes) -> str | None:
 
 
 def _ipv6(text: bytes) -> str | None:
-    if not 2 <= len(text) <= 39 or _IPV6_CHARS.fullmatch(text) is None:
+    if not 2 <= len(text) <= _IPV6_LONGEST or _IPV6_CHARS.fullmatch(text) is None:
         return None
     try:
         return str(ipaddress.IPv6Address(text.decode("ascii")))
@@ -346,11 +350,15 @@ def _ipv6_prefix(text: bytes) -> bool:
 
     A prefix ends inside a group, after one colon, or after "::"; one of these endings always
     completes it when anything does (finish the group, close a "::", or add a group then "::").
+    Once a dot has appeared, the text after the last colon is the start of a dotted quad.
     """
     if not text:
         return True
-    if len(text) > 39 or _IPV6_CHARS.fullmatch(text) is None:
+    if len(text) > _IPV6_LONGEST or _IPV6_CHARS.fullmatch(text) is None:
         return False
+    if b"." in text:
+        head, _, quad = text.rpartition(b":")
+        return _IPV4_PREFIX.fullmatch(quad) is not None and _ipv6(head + b":0.0.0.0") is not None
     return any(_ipv6(text + ending) is not None for ending in (b"", b"0", b":", b"::", b"0::"))
 
 
