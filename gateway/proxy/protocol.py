@@ -187,6 +187,9 @@ class ProxyHeaderReader:
             self._version = _detect(view[:24])
         while True:
             room = self._limit() - len(self._buf)
+            if room <= 0:
+                # _advance refuses a full buffer; looping here instead would hang the event loop.
+                raise RuntimeError("PROXY header reader made no progress (a bug in the reader)")
             taken = view[pos : pos + room]
             self._buf += taken
             pos += len(taken)
