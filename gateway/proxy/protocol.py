@@ -26,16 +26,16 @@ Choices where the spec leaves room (each refused case raises `ProxyHeaderError`)
 - v1: addresses must match the family (TCP4: dotted quad without leading zeros; TCP6: hex groups and
   colons, no "%zone"). TCP6 also takes a trailing dotted quad ("::ffff:192.0.2.1"), which the spec's
   grammar omits but HAProxy sends: it formats addresses with inet_ntop, which writes IPv4-mapped
-  addresses that way. Ports are 0-65535 without signs or leading zeros;
-  fields separated by exactly one space. A CR or LF outside the final CRLF is refused, even in the
-  free text after "UNKNOWN": a sender that ends lines with a bare LF would otherwise have its
-  next line swallowed as part of the header.
+  addresses that way. Ports are 0-65535 without signs or leading zeros, and fields are separated
+  by exactly one space. A CR or LF outside the final CRLF is refused, even in the free text after
+  "UNKNOWN": a sender that ends lines with a bare LF would otherwise have its next line swallowed
+  as part of the header.
 - v2: the family/protocol byte must be one the spec lists (0x00, 0x11, 0x12, 0x21, 0x22, 0x31,
   0x32). PROXY with DGRAM is refused: gateway serves streams only. LOCAL (a balancer's own health
   check) ignores the family and skips the address block and TLVs, as the spec says to. PROXY with
   AF_UNSPEC is accepted as family "UNKNOWN" with no addresses, its block skipped likewise.
 - TLVs: ALPN (0x01) and AUTHORITY (0x02, UTF-8) are kept; CRC32C (0x03) is verified (pure Python,
-  a table lookup per header byte: about 10 us for a typical header, bounded by `max_v2_length`);
+  a table lookup per header byte: 6 us for an 80-byte header, 0.3 ms at the 4096-byte default);
   the rest are skipped. ALPN, AUTHORITY or CRC32C given twice is refused, so no two readers of the
   same header can disagree about which one counts.
 - Addresses are returned in Python's canonical text form (`str(ipaddress.ip_address(...))`, so
