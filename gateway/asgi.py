@@ -12,12 +12,15 @@ import asyncio
 import enum
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 from .fields import has_control_characters
 from .loading import ASGIApp, Message
-from .logs import access_logger, error_logger
+from .logs import error_logger
+
+if TYPE_CHECKING:
+    from .logs import AccessLog
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
@@ -198,7 +201,7 @@ class Exchange:
     )
 
     def __init__(self, carrier: Carrier, scope: dict[str, Any], body_complete: bool,
-                 expect_continue: bool, log_access: bool, carrier_key: int = 0) -> None:
+                 expect_continue: bool, log_access: AccessLog | None, carrier_key: int = 0) -> None:
         self.carrier = carrier
         self.carrier_key = carrier_key  # the carrier's own handle (the h2 stream id)
         self.expect_trailers = False
@@ -465,7 +468,8 @@ class Exchange:
         self.state = DONE
         self.status = status
         body = _ERROR_BODIES[status]
-        self.carrier.write_head(self, status, _error_headers(body), body, False)
+        self.headers = _error_headers(body)
+        self.carrier.write_head(self, status, self.headers, body, False)
         self.bytes_sent = len(body)
         if self.log_access:
             self._log_access()
@@ -475,20 +479,5 @@ class Exchange:
         return f"({scope.get('method')} {scope.get('path')})"
 
     def _log_access(self) -> None:
-        scope = self.scope
-        client = scope.get("client")
-        query = scope.get("query_string")
-        path = scope.get("raw_path", b"").decode("latin-1")
-        if query:
-            path += "?" + query.decode("latin-1")
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %dB %.1fms',
-            f"{client[0]}:{client[1]}" if client else "-",
-            scope.get("method"),
-            path,
-            scope.get("http_version"),
-            self.status,
-            self.bytes_sent,
-            (time.perf_counter() - self.started_at) * 1000,
-        )
+        self.log_access.response(self)  # type: ignore[union-attr]
 

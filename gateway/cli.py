@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=LOG_LEVELS)
     run.add_argument("--access-log", action=argparse.BooleanOptionalAction,
                      help="one line per response (default: on)")
+    run.add_argument("--access-log-format", "--access-logformat", metavar="FORMAT",
+                     help="the access line in gunicorn's atoms, for example "
+                          "'%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s' (default: gateway's own)")
     run.add_argument("--server-header", action=argparse.BooleanOptionalAction,
                      help="send 'server: gateway' (default: on)")
     run.add_argument("--date-header", action=argparse.BooleanOptionalAction,

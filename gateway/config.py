@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .access import AccessFormat
 from .fields import has_control_characters, lower_name
 
 DEFAULT_BIND = "127.0.0.1:8000"
@@ -185,6 +186,8 @@ class Config:
     access_log: bool = True
     log_config: str | None = None
     use_colors: bool | None = None
+    # None: gateway's own access line; else gunicorn's atoms (access.py).
+    access_log_format: str | None = None
 
     graceful_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
@@ -333,6 +336,11 @@ class Config:
         self.header_fields  # noqa: B018 - parsing is the validation
         if self.use_colors is not None and not isinstance(self.use_colors, bool):
             raise ConfigError(f"invalid use_colors {self.use_colors!r}: True, False or None (auto)")
+        if self.access_log_format is not None:
+            try:
+                AccessFormat(self.access_log_format)
+            except ValueError as exc:
+                raise ConfigError(f"invalid --access-log-format {self.access_log_format!r}: {exc}") from None
         if self.log_config is not None and not (
             isinstance(self.log_config, str) and os.path.isfile(self.log_config)
         ):

@@ -5,17 +5,28 @@ for one line per response. Both can be reconfigured with the standard logging mo
 a file (`--log-config`, log_config.py). On a terminal the level name, and an access line's
 status, are coloured as uvicorn colours them (`--use-colors`); never in a file or a pipe unless
 asked, so that logs stay plain text.
+
+The access log costs nothing when it is off or its level is above INFO: `AccessLog` checks
+the level before it takes an entry, and an entry becomes text only when a handler formats it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+from typing import TYPE_CHECKING
 
+from .access import AccessFormat, HTTPEntry
+from .access import address_text as address_text  # h1 and h2 take it from here
 from .log_config import apply_log_config, covers
+
+if TYPE_CHECKING:
+    from .asgi import Exchange
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
+INFO = logging.INFO
 
 error_logger = logging.getLogger("gateway.error")
 access_logger = logging.getLogger("gateway.access")
@@ -34,36 +45,76 @@ _LEVEL_COLOURS = {
     logging.ERROR: "\x1b[31m",  # red
     logging.CRITICAL: "\x1b[91m",  # bright red
 }
-_STATUS_COLOURS = {"1": "\x1b[97m", "2": "\x1b[32m", "3": "\x1b[33m", "4": "\x1b[31m", "5": "\x1b[91m"}
 
 
-def address_text(address: tuple[str, int] | None) -> str:
-    return f"{address[0]}:{address[1]}" if address else "-"
+class AccessLog:
+    """The access log of one server, with its `--access-log-format`. ServerState holds one
+    when the access log is on (None when off), and the exchanges report to it."""
+
+    __slots__ = ("form",)
+
+    def __init__(self, access_log_format: str | None) -> None:
+        self.form = AccessFormat(access_log_format)
+
+    def response(self, exchange: Exchange) -> None:
+        if access_logger.isEnabledFor(INFO):
+            _emit(HTTPEntry(
+                self.form, exchange.scope, exchange.status, exchange.bytes_sent,
+                time.perf_counter() - exchange.started_at, exchange.carrier_key, exchange.headers,
+            ))
+
+    def refused(self, client: tuple[str, int] | None, status: int) -> None:
+        """A request answered before it was read whole (400, 408, 413, 431 ...)."""
+        if access_logger.isEnabledFor(INFO):
+            _emit(HTTPEntry(self.form, {"client": client}, status, None, 0.0, 0, ()))
 
 
-class ColourFormatter(logging.Formatter):
+def _emit(entry: HTTPEntry) -> None:
+    # The record is made here rather than by `access_logger.info`, which would walk the
+    # stack for a caller no access line shows (findCaller: a third of the logging call).
+    access_logger.handle(access_logger.makeRecord(
+        access_logger.name, INFO, "(access)", 0, entry, (), None,
+    ))
+
+
+# -- formatters ---------------------------------------------------------------------------------
+
+
+class TextFormatter(logging.Formatter):
+    """gateway's line, `2026-01-01 12:00:00 [1234] INFO message`; the time text is made once a
+    second, not once a line."""
+
+    def __init__(self, fmt: str = _FORMAT) -> None:
+        super().__init__(fmt, _DATE_FORMAT)
+        self._second = -1
+        self._time_text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._time_text = time.strftime(_DATE_FORMAT, self.converter(second))
+            self._second = second
+        return self._time_text
+
+
+class ColourFormatter(TextFormatter):
     """gateway's line format with the level name coloured by severity and, for access lines,
     the status coloured by class."""
 
     def __init__(self, access: bool) -> None:
-        super().__init__(_COLOUR_FORMAT, _DATE_FORMAT)
+        super().__init__(_COLOUR_FORMAT)
         self.access = access
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         colour = _LEVEL_COLOURS.get(record.levelno)
         record.coloured_levelname = colour + record.levelname + _RESET if colour else record.levelname
-        line = super().formatMessage(record)
-        return _colour_status(line) if self.access else line
+        entry = record.msg
+        if self.access and type(entry) is HTTPEntry:
+            record.message = entry.coloured()
+        return super().formatMessage(record)
 
 
-def _colour_status(line: str) -> str:
-    """An access line's status is the number after the closing quote of its request: no `" `
-    can come before it, since a request target holds no space (both protocols refuse one)."""
-    head, quote, tail = line.rpartition('" ')
-    colour = _STATUS_COLOURS.get(tail[:1])
-    if not quote or colour is None or not tail[:3].isdigit():
-        return line
-    return head + quote + colour + tail[:3] + _RESET + tail[3:]
+# -- set-up -------------------------------------------------------------------------------------
 
 
 def configure_logging(level: int, access_log: bool, log_config: str | None = None,
@@ -91,5 +142,5 @@ def configure_logging(level: int, access_log: bool, log_config: str | None = Non
 
 def _stderr_handler(colour: bool, access: bool) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ColourFormatter(access) if colour else logging.Formatter(_FORMAT, _DATE_FORMAT))
+    handler.setFormatter(ColourFormatter(access) if colour else TextFormatter())
     return handler
