@@ -22,6 +22,7 @@ from .config import (
     HTTP_ENGINES,
     INTERFACES,
     LIFESPAN_MODES,
+    LOG_FORMATS,
     LOG_LEVELS,
     LOOPS,
     VERIFY_MODES,
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--loop", choices=(*LOOPS, "zuvloop"),
                      help="event loop (default: auto, uvloop when installed)")
     run.add_argument("--log-level", choices=LOG_LEVELS)
+    run.add_argument("--log-format", choices=LOG_FORMATS,
+                     help="text lines, or one JSON object per line (default: text)")
     run.add_argument("--access-log", action=argparse.BooleanOptionalAction,
                      help="one line per response (default: on)")
     run.add_argument("--access-log-format", "--access-logformat", metavar="FORMAT",

@@ -19,6 +19,7 @@ from .fields import has_control_characters, lower_name
 
 DEFAULT_BIND = "127.0.0.1:8000"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")
 LIFESPAN_MODES = ("auto", "on", "off")
 LOOPS = ("auto", "asyncio", "uvloop")
 HTTP_ENGINES = ("auto", "h11", "httptools")
@@ -186,6 +187,7 @@ class Config:
     access_log: bool = True
     log_config: str | None = None
     use_colors: bool | None = None
+    log_format: str = "text"
     # None: gateway's own access line; else gunicorn's atoms (access.py).
     access_log_format: str | None = None
 
@@ -290,6 +292,7 @@ class Config:
     def validate(self) -> None:
         """Check every field, so that nothing is bound before a mistake is reported."""
         _choice("--log-level", self.log_level, LOG_LEVELS)
+        _choice("--log-format", self.log_format, LOG_FORMATS)
         _choice("--lifespan", self.lifespan, LIFESPAN_MODES)
         _choice("--loop", self.loop, LOOPS)
         _choice("--http", self.http, HTTP_ENGINES)

@@ -1,21 +1,26 @@
-"""Log set-up: one readable line per event, for operators.
+"""Log set-up: one line per event, for operators to read or for a collector to parse.
 
 Two loggers: `gateway.error` for the server's own events and app failures, `gateway.access`
 for one line per response. Both can be reconfigured with the standard logging module, or with
-a file (`--log-config`, log_config.py). On a terminal the level name, and an access line's
-status, are coloured as uvicorn colours them (`--use-colors`); never in a file or a pipe unless
-asked, so that logs stay plain text.
+a file (`--log-config`, log_config.py). `--log-format text` (the default) writes readable
+lines; on a terminal the level name, and an access line's status, are coloured as uvicorn
+colours them (`--use-colors`), never in a file or a pipe unless asked. `--log-format json`
+writes one JSON object per line, never coloured, with an access line's facts as keys of their
+own.
 
 The access log costs nothing when it is off or its level is above INFO: `AccessLog` checks
 the level before it takes an entry, and an entry becomes text only when a handler formats it.
+A handler writes each line, traceback included, with one write, so that workers sharing
+stderr do not interleave within a line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .access import AccessFormat, HTTPEntry
 from .access import address_text as address_text  # h1 and h2 take it from here
@@ -44,6 +49,12 @@ _LEVEL_COLOURS = {
     logging.WARNING: "\x1b[33m",  # yellow
     logging.ERROR: "\x1b[31m",  # red
     logging.CRITICAL: "\x1b[91m",  # bright red
+}
+# One encoder for every line: json.dumps with an argument makes a new one each call.
+_JSON = json.JSONEncoder(default=str)
+# What a LogRecord holds of its own; anything else on it came as `extra` and is a JSON key.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "coloured_levelname", "taskName",
 }
 
 
@@ -114,21 +125,61 @@ class ColourFormatter(TextFormatter):
         return super().formatMessage(record)
 
 
+class JSONFormatter(logging.Formatter):
+    """One JSON object per record, on one line (JSON escapes every newline and, with ASCII
+    output, every other character a reader could take for one): `time` (ISO 8601, UTC, ms),
+    `level`, `logger`, `message`, `pid`; an access entry's fields; the record's `extra`
+    fields; `exc_info` and `stack_info` as text."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # What logging.config passes to a formatter `class` (fmt, datefmt, style) is taken and
+        # unused: the keys are fixed.
+        super().__init__(*args, **kwargs)
+        self._second = -1
+        self._time_text = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._time_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        line: dict[str, Any] = {
+            "time": f"{self._time_text}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        entry = record.msg
+        if type(entry) is HTTPEntry:
+            line.update(entry.fields())
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES:
+                line[key] = value
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc_info"] = record.exc_text
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
+        return _JSON.encode(line)
+
+
 # -- set-up -------------------------------------------------------------------------------------
 
 
 def configure_logging(level: int, access_log: bool, log_config: str | None = None,
-                      use_colors: bool | None = None) -> None:
+                      use_colors: bool | None = None, log_format: str = "text") -> None:
     """Send gateway's loggers to stderr, except those the embedding program gave handlers and
     those `log_config` (--log-config) configures, which keep the file's handlers and levels.
-    `use_colors` None colours when stderr is a terminal."""
+    `use_colors` None colours when stderr is a terminal; `log_format` json never colours."""
     configured = apply_log_config(log_config) if log_config is not None else frozenset()
-    colour = sys.stderr.isatty() if use_colors is None else use_colors
+    colour = log_format == "text" and (sys.stderr.isatty() if use_colors is None else use_colors)
     for logger in (error_logger, access_logger):
         if covers(configured, logger.name):
             continue
         if not logger.handlers:
-            logger.addHandler(_stderr_handler(colour, logger is access_logger))
+            logger.addHandler(_stderr_handler(log_format, colour, logger is access_logger))
         logger.propagate = False
         logger.setLevel(level)
     if not access_log:
@@ -137,10 +188,15 @@ def configure_logging(level: int, access_log: bool, log_config: str | None = Non
         asyncio_logger = logging.getLogger("asyncio")
         asyncio_logger.setLevel(level)
         if not asyncio_logger.handlers:
-            asyncio_logger.addHandler(_stderr_handler(colour, False))
+            asyncio_logger.addHandler(_stderr_handler(log_format, colour, False))
 
 
-def _stderr_handler(colour: bool, access: bool) -> logging.Handler:
+def _stderr_handler(log_format: str, colour: bool, access: bool) -> logging.Handler:
+    # StreamHandler writes a formatted record, newline included, with one `write`, which
+    # stderr (line-buffered, or unbuffered with -u) passes on as one write(2).
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ColourFormatter(access) if colour else TextFormatter())
+    if log_format == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(ColourFormatter(access) if colour else TextFormatter())
     return handler
