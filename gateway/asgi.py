@@ -12,12 +12,13 @@ import asyncio
 import enum
 import time
 from collections.abc import Iterable
+from logging import DEBUG, ERROR, WARNING
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 from .fields import has_control_characters
 from .loading import ASGIApp, Message
-from .logs import error_logger
+from .logs import log_request_event
 
 if TYPE_CHECKING:
     from .logs import AccessLog
@@ -392,15 +393,13 @@ class Exchange:
         if self.state is DONE or self.disconnected:
             return
         if response_timeout and now - began > response_timeout:
-            error_logger.warning(
-                "ASGI app did not finish its response within --response-timeout (%gs) %s: cancelled",
-                response_timeout, self._what(),
-            )
+            self._log(WARNING, "ASGI app did not finish its response within --response-timeout (%gs),"
+                      " cancelled", response_timeout)
             self._time_out(504)
             if self.task is not None:
                 self.task.cancel()
         elif self.waiting_since and body_timeout and now - self.waiting_since > body_timeout:
-            error_logger.debug("request body not received within --body-timeout %s", self._what())
+            self._log(DEBUG, "request body not received within --body-timeout")
             self._time_out(408)
 
     def _time_out(self, status: int) -> None:
@@ -441,21 +440,21 @@ class Exchange:
                 raise
         else:
             if self.state is START and not self.disconnected:
-                error_logger.error("ASGI app returned without starting a response %s", self._what())
+                self._log(ERROR, "ASGI app returned without starting a response")
                 self._respond_error(500)
             elif self.state is not DONE and not self.disconnected:
-                error_logger.error("ASGI app returned without completing the response %s", self._what())
+                self._log(ERROR, "ASGI app returned without completing the response")
                 self.carrier.abort(self)
 
     def app_failed(self, exc: BaseException) -> None:
         """Log the app's exception; answer 500 if no response has begun, else abort."""
         if isinstance(exc, ClientDisconnected) and self.disconnected:
-            error_logger.debug("client went away during %s", self._what())
+            self._log(DEBUG, "client went away during the request")
             return
         if isinstance(exc, ResponseFramingError):
-            error_logger.error("%s %s", exc, self._what())
+            self._log(ERROR, "%s", exc)
         else:
-            error_logger.error("Exception in ASGI app %s", self._what(), exc_info=exc)
+            self._log(ERROR, "Exception in ASGI app", exc=exc)
         if self.disconnected:
             return
         if self.state is START or self.state is HEAD_PENDING:
@@ -474,9 +473,9 @@ class Exchange:
         if self.log_access:
             self._log_access()
 
-    def _what(self) -> str:
-        scope = self.scope
-        return f"({scope.get('method')} {scope.get('path')})"
+    def _log(self, level: int, message: str, *args: Any, exc: BaseException | None = None) -> None:
+        """An error-log line naming this request: method, path, client, protocol, stream."""
+        log_request_event(level, self.scope, self.carrier_key, message, *args, exc_info=exc)
 
     def _log_access(self) -> None:
         self.log_access.response(self)  # type: ignore[union-attr]

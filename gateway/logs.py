@@ -22,7 +22,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from .access import AccessFormat, HTTPEntry
+from .access import AccessFormat, HTTPEntry, protocol_text
 from .access import address_text as address_text  # h1 and h2 take it from here
 from .log_config import apply_log_config, covers
 
@@ -86,6 +86,35 @@ def _emit(entry: HTTPEntry) -> None:
     access_logger.handle(access_logger.makeRecord(
         access_logger.name, INFO, "(access)", 0, entry, (), None,
     ))
+
+
+def request_context(scope: dict[str, Any], stream_id: int) -> dict[str, Any]:
+    """What names a request in an error line, as `extra` fields: client, protocol, stream id,
+    method (WebSocket for a session) and path (as sent)."""
+    return {
+        "client": address_text(scope.get("client")),
+        "protocol": protocol_text(scope),
+        "stream_id": stream_id or None,
+        "method": "WebSocket" if scope.get("type") == "websocket" else scope.get("method"),
+        "path": (scope.get("raw_path") or b"").decode("latin-1"),
+    }
+
+
+def context_text(context: dict[str, Any]) -> str:
+    """`(GET /path; 127.0.0.1:50000 HTTP/2 stream 3)`."""
+    stream = f" stream {context['stream_id']}" if context["stream_id"] else ""
+    return (f"({context['method']} {context['path']}; {context['client']}"
+            f" {context['protocol']}{stream})")
+
+
+def log_request_event(level: int, scope: dict[str, Any], stream_id: int, message: str,
+                      *args: Any, exc_info: BaseException | None = None) -> None:
+    """`message % args` on gateway.error, followed by the request's context, which a JSON
+    line also carries as fields; nothing is built when `level` is off."""
+    if error_logger.isEnabledFor(level):
+        context = request_context(scope, stream_id)
+        error_logger.log(level, message + " %s", *args, context_text(context), exc_info=exc_info,
+                         extra=context, stacklevel=2)
 
 
 # -- formatters ---------------------------------------------------------------------------------

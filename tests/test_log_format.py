@@ -1,6 +1,7 @@
-"""`--log-format json` as `gateway` processes write it: one JSON object per line for access and
-error lines alike, the access line's facts as keys, never coloured, whole lines from workers
-sharing stderr, and a JSON formatter a --log-config file names."""
+"""`--log-format json` as `gateway` processes write it (one JSON object per line for access and
+error lines alike, the access line's facts and the failing request's connection as keys, never
+coloured, whole lines from workers sharing stderr, and a JSON formatter a --log-config file
+names), and error lines that name the connection in text."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def test_json_lines_for_access_and_errors(project, gateway_cli):
                           cwd=project)
     port = process.wait_listening()
     client_port = raw_get(port, "/hello?x=1", "User-Agent: raw-test", "Referer: http://ref/")
-    raw_get(port, "/error")
+    error_port = raw_get(port, "/error")
     with httpx.Client(http1=False, http2=True, timeout=5) as client:
         assert client.get(f"http://127.0.0.1:{port}/two").status_code == 200
         assert client.get(f"http://127.0.0.1:{port}/error").status_code == 500
@@ -113,6 +114,12 @@ def test_json_lines_for_access_and_errors(project, gateway_cli):
         assert error["logger"] == "gateway.error" and error["pid"] == pid
         assert error["exc_info"].startswith("Traceback (most recent call last):")
         assert error["exc_info"].rstrip().endswith("RuntimeError: deliberate failure")
+        assert (error["method"], error["path"]) == ("GET", "/error")
+    assert errors[0]["client"] == f"127.0.0.1:{error_port}"
+    assert (errors[0]["protocol"], errors[0]["stream_id"]) == ("HTTP/1.1", None)
+    assert (errors[1]["protocol"], errors[1]["stream_id"]) == ("HTTP/2", 3)
+    assert errors[1]["message"] == \
+        f"Exception in ASGI app (GET /error; {errors[1]['client']} HTTP/2 stream 3)"
 
 
 def test_json_from_the_environment(project, gateway_cli):
@@ -153,6 +160,19 @@ def test_workers_write_whole_lines(project):
     assert len(access) == 240
     assert all(line["user_agent"] == agent for line in access)
     assert {line["pid"] for line in lines} >= {tree.process.pid} | {line["pid"] for line in access}
+
+
+def test_text_error_lines_name_the_connection(project, gateway_cli):
+    process = gateway_cli("-b", "127.0.0.1:0", "jsonapp:app", cwd=project)
+    port = process.wait_listening()
+    client_port = raw_get(port, "/error")
+    with httpx.Client(http1=False, http2=True, timeout=5) as client:
+        assert client.get(f"http://127.0.0.1:{port}/error").status_code == 500
+    returncode, output = process.stop()
+    assert returncode == 0, output
+    assert f"ERROR Exception in ASGI app (GET /error; 127.0.0.1:{client_port} HTTP/1.1)\n" in output
+    assert re.search(r"ERROR Exception in ASGI app \(GET /error; 127\.0\.0\.1:\d+ HTTP/2 stream 1\)\n",
+                     output), output
 
 
 def test_json_formatter_in_a_log_config_file(project, gateway_cli):

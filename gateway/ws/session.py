@@ -13,6 +13,7 @@ import asyncio
 import enum
 from collections import deque
 from collections.abc import Iterable
+from logging import DEBUG, ERROR
 from typing import Any, Protocol
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -22,7 +23,7 @@ from wsproto.frame_protocol import CloseReason
 from ..asgi import DONE, ASGIMessageError, ClientDisconnected, Exchange, websocket_scope
 from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
 from ..loading import ASGIApp, Message
-from ..logs import error_logger
+from ..logs import log_request_event
 from ..wakeup import Wakeup
 from .flow import INBOX, Flow
 from .frames import FrameConnection
@@ -196,7 +197,7 @@ class WebSocketSession:
     def _on_ping(self, connection: Connection, payload: bytes) -> None:
         # A peer that reads its pongs could otherwise have one written per ping forever.
         if not self.carrier.charge(self, 1):
-            error_logger.debug("closing WebSocket %s: %s", self._what(), PING_FLOOD)
+            self._log(DEBUG, "closing the WebSocket: %s", PING_FLOOD)
             self._fail(CloseReason.POLICY_VIOLATION, "too many pings")
             return
         if connection.state is ConnectionState.OPEN:  # after our close, pings go unanswered
@@ -213,7 +214,7 @@ class WebSocketSession:
         if connection.state is ConnectionState.OPEN:
             # wsproto reports a frame it could not accept (bad UTF-8, a protocol error, a
             # message too big) as a close in our name.
-            error_logger.debug("closing WebSocket %s: %s", self._what(), event.reason)
+            self._log(DEBUG, "closing the WebSocket: %s", event.reason)
             self._fail(CloseReason(event.code), event.reason or "")
             return
         self.close_code = event.code
@@ -385,7 +386,7 @@ class WebSocketSession:
 
     def _pong_missed(self) -> None:
         self._pong_due = None
-        error_logger.debug("WebSocket %s: no pong within --ws-ping-timeout", self._what())
+        self._log(DEBUG, "WebSocket: no pong within --ws-ping-timeout")
         self.close_code = CloseReason.ABNORMAL_CLOSURE.value
         self._closed(abort=True)
 
@@ -417,8 +418,7 @@ class WebSocketSession:
         else:
             if self.state is CONNECTING:
                 if not self.exchange.disconnected:
-                    error_logger.error("ASGI app returned without accepting or closing the WebSocket %s",
-                                       self._what())
+                    self._log(ERROR, "ASGI app returned without accepting or closing the WebSocket")
                     await self._deny(500)
             elif self.state is OPEN:
                 self._send_close(CloseReason.NORMAL_CLOSURE.value, "")
@@ -437,9 +437,9 @@ class WebSocketSession:
             self.exchange.app_failed(exc)  # a 500 while no response has begun
             return
         if isinstance(exc, ClientDisconnected):
-            error_logger.debug("client went away during WebSocket %s", self._what())
+            self._log(DEBUG, "client went away during the WebSocket")
             return
-        error_logger.error("Exception in ASGI app (WebSocket %s)", self._what(), exc_info=exc)
+        self._log(ERROR, "Exception in ASGI app", exc=exc)
         if self.state is OPEN:
             self._fail(CloseReason.INTERNAL_ERROR, "")
 
@@ -449,8 +449,8 @@ class WebSocketSession:
         elif self.state is not CLOSED and not self.exchange.disconnected:
             self.exchange.carrier.abort(self.exchange)
 
-    def _what(self) -> str:
-        return f"({self.scope.get('path')})"
+    def _log(self, level: int, message: str, *args: Any, exc: BaseException | None = None) -> None:
+        log_request_event(level, self.scope, self.exchange.carrier_key, message, *args, exc_info=exc)
 
 
 def _accept_headers(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
