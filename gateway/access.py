@@ -1,9 +1,9 @@
 """What an access-log line says, and when it is written out.
 
-An entry is taken when a response ends: a few references and numbers, no text. Text is
-made only when a handler formats the record, by `str(entry)`, in gateway's own form or in the
-`--access-log-format` the operator gave, which uses gunicorn's atoms (`%(h)s %(r)s %(s)s ...`)
-plus gateway's `%(P)s` and `%(S)s`. The JSON formatter
+An entry is taken when a response ends (or a WebSocket session does): a few references and
+numbers, no text. Text is made only when a handler formats the record, by `str(entry)`, in
+gateway's own form or in the `--access-log-format` the operator gave, which uses gunicorn's
+atoms (`%(h)s %(r)s %(s)s ...`) plus gateway's `%(P)s` and `%(S)s`. The JSON formatter
 (logs.py) asks the entry for its `fields()` instead, so both views come from one record.
 
 This module imports nothing of gateway's, so that config.py can check a format with it.
@@ -89,6 +89,64 @@ class HTTPEntry:
             "stream_id": self.stream_id or None,
             "user_agent": request_header(scope, b"user-agent"),
             "referer": request_header(scope, b"referer"),
+        }
+
+
+class WebSocketEntry:
+    """One WebSocket session, logged when it ends: who it was, how long it lasted, what went
+    each way (whole messages and their payload bytes), how it closed and who began the close
+    ("client" also when the client just went away, code 1006)."""
+
+    __slots__ = ("scope", "stream_id", "seconds", "messages_in", "bytes_in", "messages_out",
+                 "bytes_out", "close_code", "closed_by")
+
+    def __init__(self, scope: dict[str, Any], stream_id: int, seconds: float, messages_in: int,
+                 bytes_in: int, messages_out: int, bytes_out: int, close_code: int,
+                 closed_by: str | None) -> None:
+        self.scope = scope
+        self.stream_id = stream_id
+        self.seconds = seconds
+        self.messages_in = messages_in
+        self.bytes_in = bytes_in
+        self.messages_out = messages_out
+        self.bytes_out = bytes_out
+        self.close_code = close_code
+        self.closed_by = closed_by
+
+    def carrier_text(self) -> str:
+        if self.stream_id:
+            return f"{protocol_text(self.scope)} stream {self.stream_id}"
+        return f"{protocol_text(self.scope)} upgrade"
+
+    def __str__(self) -> str:
+        return (
+            f'{address_text(self.scope.get("client"))} - WebSocket "{raw_target(self.scope)}" over'
+            f" {self.carrier_text()}: {self.seconds * 1000:.1f}ms, {self.messages_in} messages"
+            f" ({self.bytes_in}B) in, {self.messages_out} messages ({self.bytes_out}B) out,"
+            f" closed {self.close_code} by {self.closed_by or '-'}"
+        )
+
+    coloured = __str__
+
+    def fields(self) -> dict[str, Any]:
+        scope = self.scope
+        query = scope.get("query_string")
+        return {
+            "type": "websocket",
+            "client": address_text(scope.get("client")),
+            "path": (scope.get("raw_path") or b"").decode("latin-1"),
+            "query": query.decode("latin-1") if query else "",
+            "protocol": protocol_text(scope),
+            "http_version": scope.get("http_version"),
+            "stream_id": self.stream_id or None,
+            "duration_ms": round(self.seconds * 1000, 3),
+            "messages_in": self.messages_in,
+            "bytes_in": self.bytes_in,
+            "messages_out": self.messages_out,
+            "bytes_out": self.bytes_out,
+            "close_code": self.close_code,
+            "closed_by": self.closed_by,
+            "user_agent": request_header(scope, b"user-agent"),
         }
 
 

@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=LOG_FORMATS,
                      help="text lines, or one JSON object per line (default: text)")
     run.add_argument("--access-log", action=argparse.BooleanOptionalAction,
-                     help="one line per response (default: on)")
+                     help="one line per response and per WebSocket session (default: on)")
     run.add_argument("--access-log-format", "--access-logformat", metavar="FORMAT",
                      help="the access line in gunicorn's atoms, for example "
                           "'%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s' (default: gateway's own)")

@@ -1,12 +1,12 @@
 """Log set-up: one line per event, for operators to read or for a collector to parse.
 
 Two loggers: `gateway.error` for the server's own events and app failures, `gateway.access`
-for one line per response. Both can be reconfigured with the standard logging module, or with
-a file (`--log-config`, log_config.py). `--log-format text` (the default) writes readable
-lines; on a terminal the level name, and an access line's status, are coloured as uvicorn
-colours them (`--use-colors`), never in a file or a pipe unless asked. `--log-format json`
-writes one JSON object per line, never coloured, with an access line's facts as keys of their
-own.
+for one line per response and one per WebSocket session. Both can be reconfigured with the
+standard logging module, or with a file (`--log-config`, log_config.py). `--log-format text`
+(the default) writes readable lines; on a terminal the level name, and an access line's
+status, are coloured as uvicorn colours them (`--use-colors`), never in a file or a pipe
+unless asked. `--log-format json` writes one JSON object per line, never coloured, with an
+access line's facts as keys of their own.
 
 The access log costs nothing when it is off or its level is above INFO: `AccessLog` checks
 the level before it takes an entry, and an entry becomes text only when a handler formats it.
@@ -22,12 +22,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from .access import AccessFormat, HTTPEntry, protocol_text
+from .access import AccessFormat, HTTPEntry, WebSocketEntry, protocol_text
 from .access import address_text as address_text  # h1 and h2 take it from here
 from .log_config import apply_log_config, covers
 
 if TYPE_CHECKING:
     from .asgi import Exchange
+    from .ws.session import WebSocketSession
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -60,7 +61,7 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None
 
 class AccessLog:
     """The access log of one server, with its `--access-log-format`. ServerState holds one
-    when the access log is on (None when off), and the exchanges report to it."""
+    when the access log is on (None when off), and the exchanges and sessions report to it."""
 
     __slots__ = ("form",)
 
@@ -79,8 +80,17 @@ class AccessLog:
         if access_logger.isEnabledFor(INFO):
             _emit(HTTPEntry(self.form, {"client": client}, status, None, 0.0, 0, ()))
 
+    def websocket(self, session: WebSocketSession) -> None:
+        if access_logger.isEnabledFor(INFO):
+            _emit(WebSocketEntry(
+                session.scope, session.exchange.carrier_key,
+                time.perf_counter() - session.exchange.started_at,
+                session.messages_in, session.bytes_in, session.messages_out, session.bytes_out,
+                session.close_code, session.closed_by,
+            ))
 
-def _emit(entry: HTTPEntry) -> None:
+
+def _emit(entry: HTTPEntry | WebSocketEntry) -> None:
     # The record is made here rather than by `access_logger.info`, which would walk the
     # stack for a caller no access line shows (findCaller: a third of the logging call).
     access_logger.handle(access_logger.makeRecord(
@@ -149,7 +159,7 @@ class ColourFormatter(TextFormatter):
         colour = _LEVEL_COLOURS.get(record.levelno)
         record.coloured_levelname = colour + record.levelname + _RESET if colour else record.levelname
         entry = record.msg
-        if self.access and type(entry) is HTTPEntry:
+        if self.access and (type(entry) is HTTPEntry or type(entry) is WebSocketEntry):
             record.message = entry.coloured()
         return super().formatMessage(record)
 
@@ -180,7 +190,7 @@ class JSONFormatter(logging.Formatter):
             "pid": record.process,
         }
         entry = record.msg
-        if type(entry) is HTTPEntry:
+        if type(entry) is HTTPEntry or type(entry) is WebSocketEntry:
             line.update(entry.fields())
         for key, value in record.__dict__.items():
             if key not in _RECORD_ATTRIBUTES:

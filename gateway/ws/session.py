@@ -126,6 +126,9 @@ class WebSocketSession:
         self.close_reason = ""
         self.going_away = False
         self.app_done = False
+        # For the access line when the session ends: whole messages and their payload bytes.
+        self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
+        self.closed_by: str | None = None  # who began the close: "client" or "server"
         self._arrived = Wakeup()  # a message, or the close
         self._timer: asyncio.TimerHandle | None = None
         self._pong_due: asyncio.TimerHandle | None = None
@@ -156,7 +159,7 @@ class WebSocketSession:
             self.exchange.feed_disconnect()
         if self.state is not CLOSED:
             self.close_code = CloseReason.ABNORMAL_CLOSURE.value  # no close frame came
-            self._closed()
+            self._closed(by="client")
 
     def shutdown(self) -> None:
         """Server shutdown: close with 1001 (going away) and wait for the peer's close."""
@@ -175,6 +178,8 @@ class WebSocketSession:
             if data:  # empty fragments, sent without end, would grow the list and not the size
                 self.parts.append(data)
             return
+        self.messages_in += 1
+        self.bytes_in += self.part_size
         if self.app_done:
             self.parts = []
             self.part_size = 0
@@ -221,7 +226,7 @@ class WebSocketSession:
         self.close_reason = event.reason or ""
         if connection.state is ConnectionState.REMOTE_CLOSING:
             self._write(connection.send(event.response()))
-        self._closed()
+        self._closed(by="client")
 
     def _fail(self, code: CloseReason, reason: str) -> None:
         """A protocol failure: close with `code` and end the connection without waiting."""
@@ -230,7 +235,11 @@ class WebSocketSession:
         self.close_code = code.value
         self._closed()
 
-    def _closed(self, abort: bool = False) -> None:
+    def _closed(self, abort: bool = False, by: str = "server") -> None:
+        if self.closed_by is None:
+            self.closed_by = by
+        if self.state is not CLOSED and self.connection is not None and self.exchange.log_access:
+            self.exchange.log_access.websocket(self)
         self.state = CLOSED
         self._cancel_timers()
         if abort:
@@ -342,13 +351,16 @@ class WebSocketSession:
                     f"'websocket.send' field 'text' must be str, got {type(text).__name__}"
                 )
             event: Any = TextMessage(data=text)
+            self.bytes_out += len(text) if text.isascii() else len(text.encode())
         else:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise ASGIMessageError(
                     f"'websocket.send' field 'bytes' must be bytes, got {type(data).__name__}"
                 )
             event = BytesMessage(data=bytes(data))
+            self.bytes_out += len(data)
         assert self.connection is not None
+        self.messages_out += 1
         self._write(self.connection.send(event))
         if self.carrier.write_paused:
             await self.carrier.drain(self)
@@ -357,6 +369,7 @@ class WebSocketSession:
         assert self.connection is not None
         self._write(self.connection.send(CloseConnection(code=code, reason=reason)))
         self.close_code = code
+        self.closed_by = self.closed_by or "server"
         self.state = CLOSING
         self._cancel_timers()
         self._timer = self.loop.call_later(self.settings.close_timeout, self._close_timed_out)
