@@ -1,8 +1,8 @@
 """`--access-log-format FMT`: gunicorn's atoms and gateway's own, as `gateway` processes write
 them for requests made over real sockets (HTTP/1.1, h2c, HTTP/2 over TLS); the format from the
 environment and from a TOML file; a format that cannot work as one error line at start-up;
-colour on the status only where it is text; and no entry made, so no line formatted, when
-the access log is off or its level is above INFO."""
+colour on the status only where it is text; no entry made, so no line formatted, when the
+access log is off or its level is above INFO; and every atom in the README's table."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from h1_client import RawClient
 from support import captured_log, http_app, read_response
 
@@ -224,3 +224,10 @@ def test_no_entry_is_made_unless_a_line_is_written(serve, monkeypatch, access_lo
             assert client.get(f"{server.url}/").status_code == 200
     assert len(made) == expected
     assert len(log.records) == expected
+
+
+def test_readme_documents_every_atom():
+    readme = (ROOT / "README.md").read_text()
+    for key in ATOMS:
+        assert f"`%({key})s`" in readme, key
+    assert "`%({header}i)s`" in readme and "`%({header}o)s`" in readme
