@@ -32,7 +32,7 @@ def run(app: Any = None, config: Config | None = None, **settings: Any) -> None:
     from .supervisor import supervise
 
     configure_logging(config.log_level_number, config.access_log, config.log_config,
-                      config.use_colors)
+                      config.use_colors, config.log_format)
     status = supervise(config)
     if status:
         raise SystemExit(status)

@@ -12,12 +12,16 @@ import asyncio
 import enum
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol
+from logging import DEBUG, ERROR, WARNING
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 from .fields import has_control_characters
 from .loading import ASGIApp, Message
-from .logs import access_logger, error_logger
+from .logs import log_request_event
+
+if TYPE_CHECKING:
+    from .logs import AccessLog
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
@@ -202,7 +206,7 @@ class Exchange:
     )
 
     def __init__(self, carrier: Carrier, scope: dict[str, Any], body_complete: bool,
-                 expect_continue: bool, log_access: bool, carrier_key: int = 0) -> None:
+                 expect_continue: bool, log_access: AccessLog | None, carrier_key: int = 0) -> None:
         self.carrier = carrier
         self.carrier_key = carrier_key  # the carrier's own handle (the h2 stream id)
         self.expect_trailers = False
@@ -393,15 +397,13 @@ class Exchange:
         if self.state is DONE or self.disconnected:
             return
         if response_timeout and now - began > response_timeout:
-            error_logger.warning(
-                "ASGI app did not finish its response within --response-timeout (%gs) %s: cancelled",
-                response_timeout, self._what(),
-            )
+            self._log(WARNING, "ASGI app did not finish its response within --response-timeout (%gs),"
+                      " cancelled", response_timeout)
             self._time_out(504)
             if self.task is not None:
                 self.task.cancel()
         elif self.waiting_since and body_timeout and now - self.waiting_since > body_timeout:
-            error_logger.debug("request body not received within --body-timeout %s", self._what())
+            self._log(DEBUG, "request body not received within --body-timeout")
             self._time_out(408)
 
     def _time_out(self, status: int) -> None:
@@ -442,21 +444,21 @@ class Exchange:
                 raise
         else:
             if self.state is START and not self.disconnected:
-                error_logger.error("ASGI app returned without starting a response %s", self._what())
+                self._log(ERROR, "ASGI app returned without starting a response")
                 self._respond_error(500)
             elif self.state is not DONE and not self.disconnected:
-                error_logger.error("ASGI app returned without completing the response %s", self._what())
+                self._log(ERROR, "ASGI app returned without completing the response")
                 self.carrier.abort(self)
 
     def app_failed(self, exc: BaseException) -> None:
         """Log the app's exception; answer 500 if no response has begun, else abort."""
         if isinstance(exc, ClientDisconnected) and self.disconnected:
-            error_logger.debug("client went away during %s", self._what())
+            self._log(DEBUG, "client went away during the request")
             return
         if isinstance(exc, ResponseFramingError):
-            error_logger.error("%s %s", exc, self._what())
+            self._log(ERROR, "%s", exc)
         else:
-            error_logger.error("Exception in ASGI app %s", self._what(), exc_info=exc)
+            self._log(ERROR, "Exception in ASGI app", exc=exc)
         if self.disconnected:
             return
         if self.state is START or self.state is HEAD_PENDING:
@@ -469,30 +471,16 @@ class Exchange:
         self.state = DONE
         self.status = status
         body = _ERROR_BODIES[status]
-        self.carrier.write_head(self, status, _error_headers(body), body, False)
+        self.headers = _error_headers(body)
+        self.carrier.write_head(self, status, self.headers, body, False)
         self.bytes_sent = len(body)
         if self.log_access:
             self._log_access()
 
-    def _what(self) -> str:
-        scope = self.scope
-        return f"({scope.get('method')} {scope.get('path')})"
+    def _log(self, level: int, message: str, *args: Any, exc: BaseException | None = None) -> None:
+        """An error-log line naming this request: method, path, client, protocol, stream."""
+        log_request_event(level, self.scope, self.carrier_key, message, *args, exc_info=exc)
 
     def _log_access(self) -> None:
-        scope = self.scope
-        client = scope.get("client")
-        query = scope.get("query_string")
-        path = scope.get("raw_path", b"").decode("latin-1")
-        if query:
-            path += "?" + query.decode("latin-1")
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %dB %.1fms',
-            f"{client[0]}:{client[1]}" if client else "-",
-            scope.get("method"),
-            path,
-            scope.get("http_version"),
-            self.status,
-            self.bytes_sent,
-            (time.perf_counter() - self.started_at) * 1000,
-        )
+        self.log_access.response(self)  # type: ignore[union-attr]
 

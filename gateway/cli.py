@@ -22,6 +22,7 @@ from .config import (
     HTTP_ENGINES,
     INTERFACES,
     LIFESPAN_MODES,
+    LOG_FORMATS,
     LOG_LEVELS,
     LOOPS,
     PROXY_PROTOCOLS,
@@ -240,8 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--loop", choices=(*LOOPS, "zuvloop"),
                      help="event loop (default: auto, uvloop when installed)")
     run.add_argument("--log-level", choices=LOG_LEVELS)
+    run.add_argument("--log-format", choices=LOG_FORMATS,
+                     help="text lines, or one JSON object per line (default: text)")
     run.add_argument("--access-log", action=argparse.BooleanOptionalAction,
-                     help="one line per response (default: on)")
+                     help="one line per response and per WebSocket session (default: on)")
+    run.add_argument("--access-log-format", "--access-logformat", metavar="FORMAT",
+                     help="the access line in gunicorn's atoms, for example "
+                          "'%%(h)s \"%%(r)s\" %%(s)s %%(b)s %%(D)s' (default: gateway's own)")
     run.add_argument("--server-header", action=argparse.BooleanOptionalAction,
                      help="send 'server: gateway' (default: on)")
     run.add_argument("--date-header", action=argparse.BooleanOptionalAction,

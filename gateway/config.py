@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .proxy.trust import TrustedPeers
 
+from .access import AccessFormat
 from .fields import has_control_characters, lower_name
 
 DEFAULT_BIND = "127.0.0.1:8000"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")
 LIFESPAN_MODES = ("auto", "on", "off")
 LOOPS = ("auto", "asyncio", "uvloop")
 HTTP_ENGINES = ("auto", "h11", "httptools")
@@ -192,6 +194,9 @@ class Config:
     access_log: bool = True
     log_config: str | None = None
     use_colors: bool | None = None
+    log_format: str = "text"
+    # None: gateway's own access line; else gunicorn's atoms (access.py).
+    access_log_format: str | None = None
 
     graceful_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
@@ -312,6 +317,7 @@ class Config:
     def validate(self) -> None:
         """Check every field, so that nothing is bound before a mistake is reported."""
         _choice("--log-level", self.log_level, LOG_LEVELS)
+        _choice("--log-format", self.log_format, LOG_FORMATS)
         _choice("--lifespan", self.lifespan, LIFESPAN_MODES)
         _choice("--loop", self.loop, LOOPS)
         _choice("--http", self.http, HTTP_ENGINES)
@@ -371,6 +377,11 @@ class Config:
         self.header_fields  # noqa: B018 - parsing is the validation
         if self.use_colors is not None and not isinstance(self.use_colors, bool):
             raise ConfigError(f"invalid use_colors {self.use_colors!r}: True, False or None (auto)")
+        if self.access_log_format is not None:
+            try:
+                AccessFormat(self.access_log_format)
+            except ValueError as exc:
+                raise ConfigError(f"invalid --access-log-format {self.access_log_format!r}: {exc}") from None
         if self.log_config is not None and not (
             isinstance(self.log_config, str) and os.path.isfile(self.log_config)
         ):

@@ -1,21 +1,38 @@
-"""Log set-up: one readable line per event, for operators.
+"""Log set-up: one line per event, for operators to read or for a collector to parse.
 
 Two loggers: `gateway.error` for the server's own events and app failures, `gateway.access`
-for one line per response. Both can be reconfigured with the standard logging module, or with
-a file (`--log-config`, log_config.py). On a terminal the level name, and an access line's
-status, are coloured as uvicorn colours them (`--use-colors`); never in a file or a pipe unless
-asked, so that logs stay plain text.
+for one line per response and one per WebSocket session. Both can be reconfigured with the
+standard logging module, or with a file (`--log-config`, log_config.py). `--log-format text`
+(the default) writes readable lines; on a terminal the level name, and an access line's
+status, are coloured as uvicorn colours them (`--use-colors`), never in a file or a pipe
+unless asked. `--log-format json` writes one JSON object per line, never coloured, with an
+access line's facts as keys of their own.
+
+The access log costs nothing when it is off or its level is above INFO: `AccessLog` checks
+the level before it takes an entry, and an entry becomes text only when a handler formats it.
+A handler writes each line, traceback included, with one write, so that workers sharing
+stderr do not interleave within a line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
+from typing import TYPE_CHECKING, Any
 
+from .access import AccessFormat, HTTPEntry, WebSocketEntry, protocol_text
+from .access import address_text as address_text  # h1 and h2 take it from here
 from .log_config import apply_log_config, covers
+
+if TYPE_CHECKING:
+    from .asgi import Exchange
+    from .ws.session import WebSocketSession
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
+INFO = logging.INFO
 
 error_logger = logging.getLogger("gateway.error")
 access_logger = logging.getLogger("gateway.access")
@@ -34,50 +51,174 @@ _LEVEL_COLOURS = {
     logging.ERROR: "\x1b[31m",  # red
     logging.CRITICAL: "\x1b[91m",  # bright red
 }
-_STATUS_COLOURS = {"1": "\x1b[97m", "2": "\x1b[32m", "3": "\x1b[33m", "4": "\x1b[31m", "5": "\x1b[91m"}
+# One encoder for every line: json.dumps with an argument makes a new one each call.
+_JSON = json.JSONEncoder(default=str)
+# What a LogRecord holds of its own; anything else on it came as `extra` and is a JSON key.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "coloured_levelname", "taskName",
+}
 
 
-def address_text(address: tuple[str, int] | None) -> str:
-    return f"{address[0]}:{address[1]}" if address else "-"
+class AccessLog:
+    """The access log of one server, with its `--access-log-format`. ServerState holds one
+    when the access log is on (None when off), and the exchanges and sessions report to it."""
+
+    __slots__ = ("form",)
+
+    def __init__(self, access_log_format: str | None) -> None:
+        self.form = AccessFormat(access_log_format)
+
+    def response(self, exchange: Exchange) -> None:
+        if access_logger.isEnabledFor(INFO):
+            _emit(HTTPEntry(
+                self.form, exchange.scope, exchange.status, exchange.bytes_sent,
+                time.perf_counter() - exchange.started_at, exchange.carrier_key, exchange.headers,
+            ))
+
+    def refused(self, client: tuple[str, int] | None, status: int) -> None:
+        """A request answered before it was read whole (400, 408, 413, 431 ...)."""
+        if access_logger.isEnabledFor(INFO):
+            _emit(HTTPEntry(self.form, {"client": client}, status, None, 0.0, 0, ()))
+
+    def websocket(self, session: WebSocketSession) -> None:
+        if access_logger.isEnabledFor(INFO):
+            _emit(WebSocketEntry(
+                session.scope, session.exchange.carrier_key,
+                time.perf_counter() - session.exchange.started_at,
+                session.messages_in, session.bytes_in, session.messages_out, session.bytes_out,
+                session.close_code, session.closed_by,
+            ))
 
 
-class ColourFormatter(logging.Formatter):
+def _emit(entry: HTTPEntry | WebSocketEntry) -> None:
+    # The record is made here rather than by `access_logger.info`, which would walk the
+    # stack for a caller no access line shows (findCaller: a third of the logging call).
+    access_logger.handle(access_logger.makeRecord(
+        access_logger.name, INFO, "(access)", 0, entry, (), None,
+    ))
+
+
+def request_context(scope: dict[str, Any], stream_id: int) -> dict[str, Any]:
+    """What names a request in an error line, as `extra` fields: client, protocol, stream id,
+    method (WebSocket for a session) and path (as sent)."""
+    return {
+        "client": address_text(scope.get("client")),
+        "protocol": protocol_text(scope),
+        "stream_id": stream_id or None,
+        "method": "WebSocket" if scope.get("type") == "websocket" else scope.get("method"),
+        "path": (scope.get("raw_path") or b"").decode("latin-1"),
+    }
+
+
+def context_text(context: dict[str, Any]) -> str:
+    """`(GET /path; 127.0.0.1:50000 HTTP/2 stream 3)`."""
+    stream = f" stream {context['stream_id']}" if context["stream_id"] else ""
+    return (f"({context['method']} {context['path']}; {context['client']}"
+            f" {context['protocol']}{stream})")
+
+
+def log_request_event(level: int, scope: dict[str, Any], stream_id: int, message: str,
+                      *args: Any, exc_info: BaseException | None = None) -> None:
+    """`message % args` on gateway.error, followed by the request's context, which a JSON
+    line also carries as fields; nothing is built when `level` is off."""
+    if error_logger.isEnabledFor(level):
+        context = request_context(scope, stream_id)
+        error_logger.log(level, message + " %s", *args, context_text(context), exc_info=exc_info,
+                         extra=context, stacklevel=2)
+
+
+# -- formatters ---------------------------------------------------------------------------------
+
+
+class TextFormatter(logging.Formatter):
+    """gateway's line, `2026-01-01 12:00:00 [1234] INFO message`; the time text is made once a
+    second, not once a line."""
+
+    def __init__(self, fmt: str = _FORMAT) -> None:
+        super().__init__(fmt, _DATE_FORMAT)
+        self._second = -1
+        self._time_text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._time_text = time.strftime(_DATE_FORMAT, self.converter(second))
+            self._second = second
+        return self._time_text
+
+
+class ColourFormatter(TextFormatter):
     """gateway's line format with the level name coloured by severity and, for access lines,
     the status coloured by class."""
 
     def __init__(self, access: bool) -> None:
-        super().__init__(_COLOUR_FORMAT, _DATE_FORMAT)
+        super().__init__(_COLOUR_FORMAT)
         self.access = access
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         colour = _LEVEL_COLOURS.get(record.levelno)
         record.coloured_levelname = colour + record.levelname + _RESET if colour else record.levelname
-        line = super().formatMessage(record)
-        return _colour_status(line) if self.access else line
+        entry = record.msg
+        if self.access and (type(entry) is HTTPEntry or type(entry) is WebSocketEntry):
+            record.message = entry.coloured()
+        return super().formatMessage(record)
 
 
-def _colour_status(line: str) -> str:
-    """An access line's status is the number after the closing quote of its request: no `" `
-    can come before it, since a request target holds no space (both protocols refuse one)."""
-    head, quote, tail = line.rpartition('" ')
-    colour = _STATUS_COLOURS.get(tail[:1])
-    if not quote or colour is None or not tail[:3].isdigit():
-        return line
-    return head + quote + colour + tail[:3] + _RESET + tail[3:]
+class JSONFormatter(logging.Formatter):
+    """One JSON object per record, on one line (JSON escapes every newline and, with ASCII
+    output, every other character a reader could take for one): `time` (ISO 8601, UTC, ms),
+    `level`, `logger`, `message`, `pid`; an access entry's fields; the record's `extra`
+    fields; `exc_info` and `stack_info` as text."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # What logging.config passes to a formatter `class` (fmt, datefmt, style) is taken and
+        # unused: the keys are fixed.
+        super().__init__(*args, **kwargs)
+        self._second = -1
+        self._time_text = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._time_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        line: dict[str, Any] = {
+            "time": f"{self._time_text}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        entry = record.msg
+        if type(entry) is HTTPEntry or type(entry) is WebSocketEntry:
+            line.update(entry.fields())
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES:
+                line[key] = value
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc_info"] = record.exc_text
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
+        return _JSON.encode(line)
+
+
+# -- set-up -------------------------------------------------------------------------------------
 
 
 def configure_logging(level: int, access_log: bool, log_config: str | None = None,
-                      use_colors: bool | None = None) -> None:
+                      use_colors: bool | None = None, log_format: str = "text") -> None:
     """Send gateway's loggers to stderr, except those the embedding program gave handlers and
     those `log_config` (--log-config) configures, which keep the file's handlers and levels.
-    `use_colors` None colours when stderr is a terminal."""
+    `use_colors` None colours when stderr is a terminal; `log_format` json never colours."""
     configured = apply_log_config(log_config) if log_config is not None else frozenset()
-    colour = sys.stderr.isatty() if use_colors is None else use_colors
+    colour = log_format == "text" and (sys.stderr.isatty() if use_colors is None else use_colors)
     for logger in (error_logger, access_logger):
         if covers(configured, logger.name):
             continue
         if not logger.handlers:
-            logger.addHandler(_stderr_handler(colour, logger is access_logger))
+            logger.addHandler(_stderr_handler(log_format, colour, logger is access_logger))
         logger.propagate = False
         logger.setLevel(level)
     if not access_log:
@@ -86,10 +227,15 @@ def configure_logging(level: int, access_log: bool, log_config: str | None = Non
         asyncio_logger = logging.getLogger("asyncio")
         asyncio_logger.setLevel(level)
         if not asyncio_logger.handlers:
-            asyncio_logger.addHandler(_stderr_handler(colour, False))
+            asyncio_logger.addHandler(_stderr_handler(log_format, colour, False))
 
 
-def _stderr_handler(colour: bool, access: bool) -> logging.Handler:
+def _stderr_handler(log_format: str, colour: bool, access: bool) -> logging.Handler:
+    # StreamHandler writes a formatted record, newline included, with one `write`, which
+    # stderr (line-buffered, or unbuffered with -u) passes on as one write(2).
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ColourFormatter(access) if colour else logging.Formatter(_FORMAT, _DATE_FORMAT))
+    if log_format == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(ColourFormatter(access) if colour else TextFormatter())
     return handler

@@ -334,7 +334,8 @@ def run(app: Any = None, config: Config | None = None, **settings: Any) -> None:
         config = Config(app=app, **settings)
     elif settings:
         config = config.replace(**settings)
-    configure_logging(config.log_level_number, config.access_log, config.log_config, config.use_colors)
+    configure_logging(config.log_level_number, config.access_log, config.log_config, config.use_colors,
+                      config.log_format)
     server = Server(config, app)
     factory = loop_factory(config.loop)
     server.prepare()

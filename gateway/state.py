@@ -14,7 +14,7 @@ from .asgi import service_unavailable
 from .config import Config
 from .guards import AddressGuard
 from .loading import ASGIApp
-from .logs import error_logger
+from .logs import AccessLog, error_logger
 from .ws.session import WebSocketSettings
 
 
@@ -45,7 +45,8 @@ class ServerState:
         self.app = app
         self.lifespan_state = lifespan_state
         self.root_path = config.root_path
-        self.log_access = config.access_log
+        # None when the access log is off: the exchanges then take no time and call nothing.
+        self.log_access = AccessLog(config.access_log_format) if config.access_log else None
         self.max_head_size = config.max_head_size
         self.max_body_size = config.max_body_size
         self.keep_alive_timeout = config.keep_alive_timeout

@@ -93,7 +93,7 @@ def main() -> None:
     link = PipeLink(spec["report_fd"])
     config = Config(**spec["config"])
     configure_logging(config.log_level_number, config.access_log, config.log_config,
-                      config.use_colors)
+                      config.use_colors, config.log_format)
     listeners = [adopt(item["fd"], item["bind"], item["secure"], item["redirect"])
                  for item in spec["listeners"]]
     server = Server(config, listeners=listeners, link=link)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..asgi import HEAD_PENDING, START, Exchange, ResponseFramingError
-from ..logs import access_logger, address_text, error_logger
+from ..logs import address_text, error_logger
 from ..wakeup import Wakeup
 from .encode import simple_response
 from .engine import BodyLengthError, RequestError
@@ -138,7 +138,7 @@ class ResponseWriting:
             simple_response(exc.status, exc.reason, state.head_lines, state.date_line, exc.headers)
         )
         if state.log_access:
-            access_logger.info('%s - "-" %d', address_text(self.client), exc.status)
+            state.log_access.refused(self.client, exc.status)
         self._close()
 
     def _framing_error(self, exchange: Exchange, exc: BodyLengthError) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import enum
 from collections import deque
 from collections.abc import Iterable
+from logging import DEBUG, ERROR
 from typing import Any, Protocol
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -22,7 +23,7 @@ from wsproto.frame_protocol import CloseReason
 from ..asgi import DONE, ASGIMessageError, ClientDisconnected, Exchange, websocket_scope
 from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
 from ..loading import ASGIApp, Message
-from ..logs import error_logger
+from ..logs import log_request_event
 from ..wakeup import Wakeup
 from .flow import INBOX, Flow
 from .frames import FrameConnection
@@ -125,6 +126,9 @@ class WebSocketSession:
         self.close_reason = ""
         self.going_away = False
         self.app_done = False
+        # For the access line when the session ends: whole messages and their payload bytes.
+        self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
+        self.closed_by: str | None = None  # who began the close: "client" or "server"
         self._arrived = Wakeup()  # a message, or the close
         self._timer: asyncio.TimerHandle | None = None
         self._pong_due: asyncio.TimerHandle | None = None
@@ -155,7 +159,7 @@ class WebSocketSession:
             self.exchange.feed_disconnect()
         if self.state is not CLOSED:
             self.close_code = CloseReason.ABNORMAL_CLOSURE.value  # no close frame came
-            self._closed()
+            self._closed(by="client")
 
     def shutdown(self) -> None:
         """Server shutdown: close with 1001 (going away) and wait for the peer's close."""
@@ -174,6 +178,8 @@ class WebSocketSession:
             if data:  # empty fragments, sent without end, would grow the list and not the size
                 self.parts.append(data)
             return
+        self.messages_in += 1
+        self.bytes_in += self.part_size
         if self.app_done:
             self.parts = []
             self.part_size = 0
@@ -196,7 +202,7 @@ class WebSocketSession:
     def _on_ping(self, connection: Connection, payload: bytes) -> None:
         # A peer that reads its pongs could otherwise have one written per ping forever.
         if not self.carrier.charge(self, 1):
-            error_logger.debug("closing WebSocket %s: %s", self._what(), PING_FLOOD)
+            self._log(DEBUG, "closing the WebSocket: %s", PING_FLOOD)
             self._fail(CloseReason.POLICY_VIOLATION, "too many pings")
             return
         if connection.state is ConnectionState.OPEN:  # after our close, pings go unanswered
@@ -213,14 +219,14 @@ class WebSocketSession:
         if connection.state is ConnectionState.OPEN:
             # wsproto reports a frame it could not accept (bad UTF-8, a protocol error, a
             # message too big) as a close in our name.
-            error_logger.debug("closing WebSocket %s: %s", self._what(), event.reason)
+            self._log(DEBUG, "closing the WebSocket: %s", event.reason)
             self._fail(CloseReason(event.code), event.reason or "")
             return
         self.close_code = event.code
         self.close_reason = event.reason or ""
         if connection.state is ConnectionState.REMOTE_CLOSING:
             self._write(connection.send(event.response()))
-        self._closed()
+        self._closed(by="client")
 
     def _fail(self, code: CloseReason, reason: str) -> None:
         """A protocol failure: close with `code` and end the connection without waiting."""
@@ -229,7 +235,11 @@ class WebSocketSession:
         self.close_code = code.value
         self._closed()
 
-    def _closed(self, abort: bool = False) -> None:
+    def _closed(self, abort: bool = False, by: str = "server") -> None:
+        if self.closed_by is None:
+            self.closed_by = by
+        if self.state is not CLOSED and self.connection is not None and self.exchange.log_access:
+            self.exchange.log_access.websocket(self)
         self.state = CLOSED
         self._cancel_timers()
         if abort:
@@ -341,13 +351,16 @@ class WebSocketSession:
                     f"'websocket.send' field 'text' must be str, got {type(text).__name__}"
                 )
             event: Any = TextMessage(data=text)
+            self.bytes_out += len(text) if text.isascii() else len(text.encode())
         else:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise ASGIMessageError(
                     f"'websocket.send' field 'bytes' must be bytes, got {type(data).__name__}"
                 )
             event = BytesMessage(data=bytes(data))
+            self.bytes_out += len(data)
         assert self.connection is not None
+        self.messages_out += 1
         self._write(self.connection.send(event))
         if self.carrier.write_paused:
             await self.carrier.drain(self)
@@ -356,6 +369,7 @@ class WebSocketSession:
         assert self.connection is not None
         self._write(self.connection.send(CloseConnection(code=code, reason=reason)))
         self.close_code = code
+        self.closed_by = self.closed_by or "server"
         self.state = CLOSING
         self._cancel_timers()
         self._timer = self.loop.call_later(self.settings.close_timeout, self._close_timed_out)
@@ -385,7 +399,7 @@ class WebSocketSession:
 
     def _pong_missed(self) -> None:
         self._pong_due = None
-        error_logger.debug("WebSocket %s: no pong within --ws-ping-timeout", self._what())
+        self._log(DEBUG, "WebSocket: no pong within --ws-ping-timeout")
         self.close_code = CloseReason.ABNORMAL_CLOSURE.value
         self._closed(abort=True)
 
@@ -417,8 +431,7 @@ class WebSocketSession:
         else:
             if self.state is CONNECTING:
                 if not self.exchange.disconnected:
-                    error_logger.error("ASGI app returned without accepting or closing the WebSocket %s",
-                                       self._what())
+                    self._log(ERROR, "ASGI app returned without accepting or closing the WebSocket")
                     await self._deny(500)
             elif self.state is OPEN:
                 self._send_close(CloseReason.NORMAL_CLOSURE.value, "")
@@ -437,9 +450,9 @@ class WebSocketSession:
             self.exchange.app_failed(exc)  # a 500 while no response has begun
             return
         if isinstance(exc, ClientDisconnected):
-            error_logger.debug("client went away during WebSocket %s", self._what())
+            self._log(DEBUG, "client went away during the WebSocket")
             return
-        error_logger.error("Exception in ASGI app (WebSocket %s)", self._what(), exc_info=exc)
+        self._log(ERROR, "Exception in ASGI app", exc=exc)
         if self.state is OPEN:
             self._fail(CloseReason.INTERNAL_ERROR, "")
 
@@ -449,8 +462,8 @@ class WebSocketSession:
         elif self.state is not CLOSED and not self.exchange.disconnected:
             self.exchange.carrier.abort(self.exchange)
 
-    def _what(self) -> str:
-        return f"({self.scope.get('path')})"
+    def _log(self, level: int, message: str, *args: Any, exc: BaseException | None = None) -> None:
+        log_request_event(level, self.scope, self.exchange.carrier_key, message, *args, exc_info=exc)
 
 
 def _accept_headers(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
