@@ -264,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--limit-concurrency", type=int, metavar="N",
                      help="requests (and WebSockets) past N running in the app get 503 "
                           "(default: no limit)")
+    metrics = parser.add_argument_group("metrics")
+    metrics.add_argument("--metrics-bind", metavar="HOST:PORT",
+                         help="serve Prometheus metrics (GET /metrics), /livez and /readyz over "
+                              "plain HTTP here (default: off)")
+    metrics.add_argument("--metrics-timeout", type=float, metavar="SECONDS",
+                         help="a request to the metrics listener must arrive and be answered "
+                              "within this (default: 5)")
     add_uvicorn_flags(parser)
     return parser
 

@@ -198,6 +198,10 @@ class Config:
     # None: gateway's own access line; else gunicorn's atoms (access.py).
     access_log_format: str | None = None
 
+    # Prometheus metrics, /livez and /readyz on a listener of their own (metrics.py).
+    metrics_bind: str | None = None
+    metrics_timeout: float = 5.0
+
     graceful_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
     send_timeout: float = 30.0
@@ -412,6 +416,12 @@ class Config:
             )
         if self.keyfile and not self.certfile:
             raise ConfigError("--keyfile was given without --certfile")
+        if self.metrics_bind is not None:
+            parse_bind(self.metrics_bind, "--metrics-bind")
+        if not isinstance(self.metrics_timeout, (int, float)) or self.metrics_timeout <= 0:
+            raise ConfigError(
+                f"invalid --metrics-timeout {self.metrics_timeout!r}: it must be a number of seconds > 0"
+            )
         if self.dev_tls and self.certfile:
             raise ConfigError("--dev-tls and --certfile exclude each other: pick one")
         if self.verify_mode != "none" and not self.is_tls:
