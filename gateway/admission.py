@@ -176,6 +176,7 @@ class Door:
             if deadline > now:
                 break
             expired.append(sock)
+        self.state.tls_failures["timeout"] += len(expired)  # the client never spoke (metrics)
         for sock in expired:
             self._drop_silent(sock)
         late = []
@@ -377,10 +378,25 @@ class Door:
         self.unstarted.discard(sock)  # from here the loop's transport closes the socket
         try:
             await self.loop.connect_accepted_socket(lambda: entry, sock, **options)
-        except ssl.SSLError:
-            pass  # logged where it happened (tls/context.py)
+        except ssl.SSLError as exc:
+            self._handshake_failed(exc)  # logged where it happened (tls/context.py)
         except (OSError, asyncio.TimeoutError) as exc:  # the client left, or was too slow
+            if options:
+                self._handshake_failed(exc)
             error_logger.debug("connection ended before a protocol took it: %r", exc)
+        else:
+            if options:
+                self.state.tls_handshakes += 1
+
+    def _handshake_failed(self, exc: BaseException) -> None:
+        """Count a failed TLS handshake (metrics) by a reason from a short, fixed list."""
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            reason = "timeout"
+        elif isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or not isinstance(exc, ssl.SSLError):
+            reason = "client_closed"
+        else:
+            reason = "protocol_error"
+        self.state.tls_failures[reason] += 1
 
     def _connected(self, sock: socket.socket, entry: ProtocolChoice, task: asyncio.Task[None]) -> None:
         self.starting.discard(task)

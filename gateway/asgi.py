@@ -202,7 +202,7 @@ class Exchange:
         "carrier", "scope", "state", "status", "headers", "_chunks", "buffered",
         "body_complete", "_body_delivered", "disconnected", "expect_continue", "_waiter",
         "bytes_sent", "started_at", "log_access", "carrier_key", "expect_trailers",
-        "waiting_since", "task",
+        "waiting_since", "task", "tally",
     )
 
     def __init__(self, carrier: Carrier, scope: dict[str, Any], body_complete: bool,
@@ -226,6 +226,10 @@ class Exchange:
         self.bytes_sent = 0
         self.log_access = log_access
         self.started_at = time.perf_counter() if log_access else 0.0
+        # Requests by protocol, method and status, and their durations (--metrics-bind).
+        self.tally = carrier.state.tally  # type: ignore[attr-defined]
+        if self.tally is not None and not log_access:
+            self.started_at = time.perf_counter()
 
     # -- fed by the carrier -------------------------------------------------------------
 
@@ -420,12 +424,16 @@ class Exchange:
         self.status = status
         if self.log_access:
             self._log_access()
+        if self.tally is not None:
+            self._tally()
 
     def _response_done(self) -> None:
         if self._waiter is not None:
             self._wake()
         if self.log_access:
             self._log_access()
+        if self.tally is not None:
+            self._tally()
 
     # -- running the app ----------------------------------------------------------------
 
@@ -476,10 +484,17 @@ class Exchange:
         self.bytes_sent = len(body)
         if self.log_access:
             self._log_access()
+        if self.tally is not None:
+            self._tally()
 
     def _log(self, level: int, message: str, *args: Any, exc: BaseException | None = None) -> None:
         """An error-log line naming this request: method, path, client, protocol, stream."""
         log_request_event(level, self.scope, self.carrier_key, message, *args, exc_info=exc)
+
+    def _tally(self) -> None:
+        scope = self.scope
+        self.tally.record(scope["http_version"], scope["method"], self.status,  # type: ignore[union-attr]
+                          time.perf_counter() - self.started_at)
 
     def _log_access(self) -> None:
         self.log_access.response(self)  # type: ignore[union-attr]

@@ -15,6 +15,7 @@ from .config import Config
 from .guards import AddressGuard
 from .loading import ASGIApp
 from .logs import AccessLog, error_logger
+from .tally import HANDSHAKE_FAILURES, RequestTally
 from .ws.session import WebSocketSettings
 
 
@@ -82,7 +83,26 @@ class ServerState:
         self.in_flight = 0
         if self.limit_concurrency is not None:
             self.start_app = self._start_app_limited  # type: ignore[method-assign]
+        self._metric_counters(config)
         self.update_date()
+
+    def _metric_counters(self, config: Config) -> None:
+        """Counters metrics.py reads once a second (--metrics-bind). Plain integers, counted
+        whether metrics are on or not; `tally`, which costs more, only when they are on."""
+        self.tally = RequestTally() if config.metrics_bind is not None else None
+        # Bytes read and written by connections that have ended; live ones keep their own.
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.tls_handshakes = 0
+        self.tls_failures = dict.fromkeys(HANDSHAKE_FAILURES, 0)
+        self.h2_streams = 0
+        self.h2_resets = 0  # streams the client reset (RST_STREAM) before their response ended
+        self.ws_counts = self.ws_settings.counts
+
+    def connection_ended(self, bytes_in: int, bytes_out: int) -> None:
+        """A connection's byte counts, once it is gone (or handed to another protocol)."""
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
 
     def _default_fields(self, config: Config) -> None:
         """The fields every response carries unless the app sends its own server or date,

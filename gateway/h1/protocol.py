@@ -59,6 +59,8 @@ def engine_class(name: str) -> type:
 class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
     """One HTTP/1.1 connection (plain or over TLS)."""
 
+    protocol_label = "http/1.1"  # metrics: open connections by protocol
+
     def __init__(self, state: ServerState, engine: type, tls_info: TLSInfo | None,
                  h2c: H2CSwitch | None = None, app: ASGIApp | None = None) -> None:
         self.state = state
@@ -107,6 +109,8 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.extensions: dict[str, Any] = {}
         # The client's budget; it goes with the connection to HTTP/2 or a WebSocket.
         self.ledger: Ledger | None = None
+        self.bytes_in = 0  # metrics: read from and written to the transport
+        self.bytes_out = 0
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -143,6 +147,11 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         return bool(self.reading_blocked)
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        self._received(data)
+
+    def _received(self, data: bytes) -> None:
+        """What `data_received` does; also fed the bytes held back, counted already."""
         if self.closing or self.broken:
             return
         if self.held or self.websocket is not None or self.next_after_drain or (
@@ -171,7 +180,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         if self.upgrade is not None and self.upgrade.ended:
             self._continue_upgrade(self.engine.upgrade_tail() + rest)
         elif rest:
-            self.data_received(rest)
+            self._received(rest)
 
     def _parse(self, data: bytes) -> bytes:
         """Feed the engine a large read a slice at a time, stopping where parsing must wait (a
@@ -379,6 +388,9 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         return tail, self._give_ledger()
 
     def _give_ledger(self) -> Ledger:
+        """Every way the connection leaves this protocol (closed, or handed over) passes
+        here once: its byte counts go to the server's totals too."""
+        self.state.connection_ended(self.bytes_in, self.bytes_out)
         ledger, self.ledger = self.ledger, None
         assert ledger is not None
         return ledger
@@ -454,7 +466,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         if self.current is None:
             self.idle_since = self.loop.time()
             if self.held:
-                self.data_received(self._take_held())
+                self._received(self._take_held())
 
     def _reading_for_next_protocol(self) -> None:
         """The protocol taking the transport over expects it to be read."""

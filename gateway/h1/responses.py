@@ -69,6 +69,7 @@ class ResponseWriting:
             )
         except BodyLengthError as exc:
             self._framing_error(exchange, exc)
+        self.bytes_out += len(data)
         self.transport.write(data)  # type: ignore[union-attr]
         if not more_body:
             self._response_done()
@@ -81,6 +82,7 @@ class ResponseWriting:
         except BodyLengthError as exc:
             self._framing_error(exchange, exc)
         if data:
+            self.bytes_out += len(data)
             self.transport.write(data)  # type: ignore[union-attr]
         if not more_body:
             self._response_done()

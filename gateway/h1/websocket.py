@@ -27,6 +27,8 @@ _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnect
 class H1WebSocket(asyncio.Protocol):
     """The transport's protocol once the 101 is sent; the session's carrier from the start."""
 
+    protocol_label = "websocket"  # metrics: open connections by protocol
+
     def __init__(self, h1: H1Protocol, key: bytes) -> None:
         self.h1 = h1
         self.key = key
@@ -38,6 +40,8 @@ class H1WebSocket(asyncio.Protocol):
         self.closing = False
         self.stall = StallWatch()
         self._drained = Wakeup()
+        self.bytes_in = 0  # metrics: read and written once the WebSocket is accepted
+        self.bytes_out = 0
 
     # -- the session's carrier calls -----------------------------------------------------
 
@@ -52,7 +56,9 @@ class H1WebSocket(asyncio.Protocol):
             head += (name, b": ", value, b"\r\n")
         head.append(b"\r\n")
         transport = self.transport
-        transport.write(b"".join(head))
+        data = b"".join(head)
+        self.bytes_out += len(data)
+        transport.write(data)
         session.exchange.switched(101)
         tail, self.ledger = h1.hand_over()
         state.connections.add(self)
@@ -65,6 +71,7 @@ class H1WebSocket(asyncio.Protocol):
 
     def send_frames(self, session: WebSocketSession, data: bytes) -> None:
         if not self.closing:
+            self.bytes_out += len(data)
             self.transport.write(data)
 
     async def drain(self, session: WebSocketSession) -> None:
@@ -99,12 +106,14 @@ class H1WebSocket(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         if self.session is not None and not self.closing:
             self.session.feed_data(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
+        self.state.connection_ended(self.bytes_in, self.bytes_out)
         if self.ledger is not None:
             self.state.guard.release(self.ledger)
             self.ledger = None

@@ -64,6 +64,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
     # The exchange always asks `drain` after a write: a stream may be out of window even when
     # the socket is not, and `drain` returns at once when neither holds it back.
     write_paused = True
+    protocol_label = "h2"  # metrics: open connections by protocol
 
     def __init__(self, state: ServerState, tls_info: TLSInfo | None) -> None:
         self.state = state
@@ -93,6 +94,8 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.abort_handle: asyncio.TimerHandle | None = None
         self.stall = StallWatch()
         self.base_scope: dict[str, Any] = {}
+        self.bytes_in = 0  # metrics: read from and written to the transport
+        self.bytes_out = 0
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -140,6 +143,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         if state.shutting_down:
             self.shutdown()
         if preamble:
+            self.bytes_in -= len(preamble)  # HTTP/1.1 read and counted them
             self.data_received(preamble)
 
     def data_received(self, data: bytes | memoryview) -> None:
@@ -182,6 +186,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
             self.unblock_reading(_HELD)
 
     def _receive(self, data: bytes | memoryview) -> None:
+        self.bytes_in += len(data)
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -208,6 +213,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
+        self.state.connection_ended(self.bytes_in, self.bytes_out)
         self.held.clear()
         if self.abort_handle is not None:
             self.abort_handle.cancel()
@@ -284,6 +290,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.streams[stream_id] = stream
         self.ledger.opened += 1  # type: ignore[union-attr]
         self.idle_since = None
+        self.state.h2_streams += 1
         stream.exchange.task = self.state.start_app(call)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
@@ -335,6 +342,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
     def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
         if self.drains.ended(event.stream_id):
             return  # its response was complete: the reset cost nothing
+        self.state.h2_resets += 1
         self._drop_stream(event.stream_id)
         # Rapid reset (CVE-2023-44487): streams opened only to be reset cost an app call each.
         if not self.ledger.stream_reset(self.loop.time()):  # type: ignore[union-attr]

@@ -279,4 +279,5 @@ class StreamResponses:
         self.unflushed = 0
         data = self.conn.data_to_send()
         if data and self.transport is not None and not self.closing:
+            self.bytes_out += len(data)
             self.transport.write(data)

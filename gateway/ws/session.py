@@ -85,10 +85,21 @@ CLOSING = SessionState.CLOSING
 CLOSED = SessionState.CLOSED
 
 
-class WebSocketSettings:
-    """The --ws-* settings, read once per server."""
+class WebSocketCounts:
+    """Sessions opened and closed, and messages in and out, for metrics: one per server,
+    shared by its sessions through their settings."""
 
-    __slots__ = ("max_size", "ping_interval", "ping_timeout", "close_timeout", "per_message_deflate")
+    __slots__ = ("opened", "closed", "messages_in", "messages_out")
+
+    def __init__(self) -> None:
+        self.opened = self.closed = self.messages_in = self.messages_out = 0
+
+
+class WebSocketSettings:
+    """The --ws-* settings, read once per server, and the server's session counts."""
+
+    __slots__ = ("max_size", "ping_interval", "ping_timeout", "close_timeout", "per_message_deflate",
+                 "counts")
 
     def __init__(self, max_size: int, ping_interval: float | None, ping_timeout: float | None,
                  close_timeout: float, per_message_deflate: bool) -> None:
@@ -97,6 +108,7 @@ class WebSocketSettings:
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout  # a close we sent waits this long for the peer's
         self.per_message_deflate = per_message_deflate
+        self.counts = WebSocketCounts()
 
 
 class WebSocketSession:
@@ -192,6 +204,7 @@ class WebSocketSession:
             message = {"type": "websocket.receive", "text": data}
         else:
             message = {"type": "websocket.receive", "bytes": bytes(data)}
+        self.settings.counts.messages_in += 1
         self.inbox.append((message, self.part_size))
         self.inbox_bytes += self.part_size
         self.part_size = 0
@@ -240,6 +253,8 @@ class WebSocketSession:
             self.closed_by = by
         if self.state is not CLOSED and self.connection is not None and self.exchange.log_access:
             self.exchange.log_access.websocket(self)
+        if self.connection is not None and self.state is not CLOSED:  # it was accepted
+            self.settings.counts.closed += 1
         self.state = CLOSED
         self._cancel_timers()
         if abort:
@@ -326,6 +341,7 @@ class WebSocketSession:
         else:
             self.connection = FrameConnection(self.settings.max_size)  # type: ignore[assignment]
         self.state = OPEN
+        self.settings.counts.opened += 1
         self.carrier.accept(self, headers)
         if self.state is not OPEN:
             return  # bytes the client sent before the 101 already closed it
@@ -361,6 +377,7 @@ class WebSocketSession:
             self.bytes_out += len(data)
         assert self.connection is not None
         self.messages_out += 1
+        self.settings.counts.messages_out += 1
         self._write(self.connection.send(event))
         if self.carrier.write_paused:
             await self.carrier.drain(self)
