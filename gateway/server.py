@@ -75,6 +75,9 @@ class Server:
         self.link = link
         self.max_requests: int | None = None
         self.state: ServerState | None = None
+        # --metrics-bind: metrics.py, imported only then (a worker under a supervisor exports
+        # to the supervisor's scrape; a single process serves the listener itself).
+        self.metrics: Any = None
         self.started = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._force = False
@@ -97,8 +100,17 @@ class Server:
             self.tls_info = TLSInfo(self.ssl_context, certfile)
         if config.max_requests is not None:
             self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
+        if config.metrics_bind is not None and self.metrics is None:
+            from .metrics import ServerMetrics
+
+            self.metrics = ServerMetrics(config, serve=self.link is None)
         if self.owns_listeners and not self.bound:
-            self.bound = open_listeners(config)
+            try:
+                self.bound = open_listeners(config)
+            except BaseException:
+                if self.metrics is not None and self.metrics.sock is not None:
+                    self.metrics.sock.close()
+                raise
 
     def close_listeners(self) -> None:
         """Close the listeners this server bound, removing its Unix socket files."""
@@ -125,6 +137,8 @@ class Server:
         # Installed before lifespan start-up, so that a signal during it stops the server
         # gracefully instead of killing the process (a worker told to stop while booting).
         restore_signals = self._install_signal_handlers()
+        if self.metrics is not None:  # /livez answers from here on, /readyz once started
+            await self.metrics.start(self._ready)
         try:
             lifespan = Lifespan(app, self.config.lifespan)
             await lifespan.startup()
@@ -145,6 +159,14 @@ class Server:
                 error_logger.info("stopped")
         finally:
             restore_signals()
+            if self.metrics is not None:
+                if self.state is not None:
+                    self.metrics.sync(self.state)  # the last counts, for the supervisor's scrape
+                await self.metrics.close()
+
+    def _ready(self) -> bool:
+        """/readyz: serving, and no stop begun (so a balancer stops sending before the drain)."""
+        return self.started.is_set() and self._stop is not None and not self._stop.is_set()
 
     def request_shutdown(self, force: bool = False) -> None:
         """Begin a graceful stop; a second request (or `force`) skips the grace period."""
@@ -226,6 +248,8 @@ class Server:
             for connection in list(state.connections):
                 connection.check_timeouts(now)
             state.guard.sweep(now)
+            if self.metrics is not None:
+                self.metrics.sync(state)
             if self.link is not None:
                 self.link.beat()
                 if (self.max_requests is not None and state.requests >= self.max_requests
