@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import Config
 from .logs import error_logger
@@ -100,6 +101,8 @@ class Supervisor:
         self.watcher: ChangeWatcher | None = None
         self.changes: list[str] = []
         self.changes_lock = threading.Lock()
+        # --metrics-bind: the scrape of every worker, /livez and /readyz (metrics.py).
+        self.metrics: Any = None
 
     # -- start and stop -----------------------------------------------------------------------
 
@@ -113,6 +116,8 @@ class Supervisor:
             create_ssl_context(config, material[0], material[1], ["h2", "http/1.1"])
         self.listeners = open_listeners(config)
         try:
+            if config.metrics_bind is not None:
+                self._start_metrics()
             scheme = "https" if material is not None else "http"
             for listener in self.listeners:
                 shown = scheme if listener.secure else "http"
@@ -124,6 +129,27 @@ class Supervisor:
                 listener.close()
             if self.watcher is not None:
                 self.watcher.stop()
+            if self.metrics is not None:
+                self.metrics.stop()
+
+    def _start_metrics(self) -> None:
+        """Workers write their metrics to a fresh multiprocess directory (named in the
+        environment they inherit); a thread answers scrapes with the sum over them."""
+        from .metrics import SupervisorMetrics, prepare_directory, remove_directory
+
+        prepare_directory()
+        try:
+            self.metrics = SupervisorMetrics(self.config, self._ready)
+        except BaseException:
+            remove_directory()
+            raise
+        self.metrics.start()
+
+    def _ready(self) -> bool:
+        """/readyz: a worker is serving and no stop has begun. Read from the metrics thread."""
+        return not self.stopping and any(
+            worker.ready and not worker.retiring for worker in list(self.workers)
+        )
 
     def _supervise(self) -> int:
         os.set_blocking(self.wake_read, False)
@@ -270,6 +296,8 @@ class Supervisor:
                 self._retire(old)
             self._next_in_roll()
         elif kind == b"recycle" and not worker.retiring and not self.stopping:
+            if self.metrics is not None:
+                self.metrics.restarted("recycled")
             self._replace(worker)
         elif kind == b"failed":
             try:
@@ -291,6 +319,8 @@ class Supervisor:
                 if worker.reports >= 0:
                     self.selector.unregister(worker.reports)
                     os.close(worker.reports)
+            if self.metrics is not None:
+                self.metrics.worker_ended(worker.pid)
             self._ended(worker, status)
 
     def _ended(self, worker: Worker, status: int) -> None:
@@ -302,6 +332,8 @@ class Supervisor:
             return
         if worker.killed_for is None:
             error_logger.warning("%s exited (%s): starting another", worker, _describe_status(status))
+        if self.metrics is not None and not self.stopping:
+            self.metrics.restarted("died" if worker.killed_for is None else "heartbeat")
         if worker in self.rolling:
             self.rolling.remove(worker)
 
