@@ -390,7 +390,10 @@ class Door:
 
     def _handshake_failed(self, exc: BaseException) -> None:
         """Count a failed TLS handshake (metrics) by a reason from a short, fixed list."""
-        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or (
+            # How asyncio and uvloop end a handshake past its timeout.
+            isinstance(exc, ConnectionAbortedError) and "taking longer" in str(exc)
+        ):
             reason = "timeout"
         elif isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or not isinstance(exc, ssl.SSLError):
             reason = "client_closed"

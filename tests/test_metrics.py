@@ -299,13 +299,19 @@ def test_a_bad_or_busy_metrics_bind_is_one_line(project):
             assert f"cannot listen on --metrics-bind 127.0.0.1:{busy}" in result.stderr
 
 
-def test_tls_handshake_timeout_is_counted(serve, certs):
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_tls_handshake_timeouts_are_counted(serve, certs, loop):
     with serve(app, certfile=certs.cert_file, keyfile=certs.key_file, tls_handshake_timeout=0.5,
-               metrics_bind="127.0.0.1:0") as server:
+               loop=loop, metrics_bind="127.0.0.1:0") as server:
         port = server.server.metrics.sock.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", server.port)):
+        with socket.create_connection(("127.0.0.1", server.port)):  # says nothing
             samples = wait_for_value(port, "gateway_tls_handshake_failures_total", 1, reason="timeout")
         assert value(samples, "gateway_tls_handshake_failures_total", reason="timeout") == 1
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:  # starts, then stalls
+            raw.sendall(b"\x16\x03\x01\x02\x00\x01")
+            samples = wait_for_value(port, "gateway_tls_handshake_failures_total", 2, reason="timeout")
+        assert value(samples, "gateway_tls_handshake_failures_total", reason="timeout") == 2
+        assert value(samples, "gateway_tls_handshake_failures_total", reason="client_closed") == 0
         context = ssl.create_default_context(cafile=certs.ca_file)
         with socket.create_connection(("127.0.0.1", server.port)) as raw, \
                 context.wrap_socket(raw, server_hostname="127.0.0.1"):
