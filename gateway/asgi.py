@@ -425,7 +425,7 @@ class Exchange:
         if self.log_access:
             self._log_access()
         if self.tally is not None:
-            self._tally()
+            self.tally.record(self)
 
     def _response_done(self) -> None:
         if self._waiter is not None:
@@ -433,7 +433,7 @@ class Exchange:
         if self.log_access:
             self._log_access()
         if self.tally is not None:
-            self._tally()
+            self.tally.record(self)
 
     # -- running the app ----------------------------------------------------------------
 
@@ -485,16 +485,11 @@ class Exchange:
         if self.log_access:
             self._log_access()
         if self.tally is not None:
-            self._tally()
+            self.tally.record(self)
 
     def _log(self, level: int, message: str, *args: Any, exc: BaseException | None = None) -> None:
         """An error-log line naming this request: method, path, client, protocol, stream."""
         log_request_event(level, self.scope, self.carrier_key, message, *args, exc_info=exc)
-
-    def _tally(self) -> None:
-        scope = self.scope
-        self.tally.record(scope["http_version"], scope["method"], self.status,  # type: ignore[union-attr]
-                          time.perf_counter() - self.started_at)
 
     def _log_access(self) -> None:
         self.log_access.response(self)  # type: ignore[union-attr]

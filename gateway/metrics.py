@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 
 from .config import BindAddress, ConfigError, parse_bind
 from .logs import error_logger
-from .tally import DURATION_BOUNDS, HANDSHAKE_FAILURES
+from .tally import DURATION_BOUNDS, HANDSHAKE_FAILURES, labels_of
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_HEAD = 8 * 1024
@@ -201,9 +201,11 @@ class Exporter:
         tally = state.tally
         if tally is not None:
             counts, buckets, duration_sum = tally.take()
-            for (version, method, status_class), count in counts.items():
-                self.requests.labels(PROTOCOLS.get(version, "other"), method,
-                                     f"{status_class}xx").inc(count)
+            for index, count in enumerate(counts):
+                if count:
+                    version, method, status_class = labels_of(index)
+                    self.requests.labels(PROTOCOLS.get(version, "other"), method,
+                                         f"{status_class}xx").inc(count)
             # prometheus_client has no call to add n observations to a bucket, and one
             # observe() per request would cost more than the request path saved; the
             # histogram's own values are incremented as observe() would (non-cumulative
