@@ -318,3 +318,18 @@ def test_tls_handshake_timeouts_are_counted(serve, certs, loop):
             pass
         samples = wait_for_value(port, "gateway_tls_handshakes_total", 1)
         assert value(samples, "gateway_tls_handshakes_total") == 1
+
+
+def test_a_recycled_worker_is_counted(start):
+    metrics_port = free_port()
+    tree = start("--max-requests", "3", "-b", "127.0.0.1:0", "--metrics-bind",
+                 f"127.0.0.1:{metrics_port}", "metrics_app:app")
+    port = tree.port()
+    tree.ready_workers(1)
+    for _ in range(5):
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+    tree.ready_workers(2)  # the replacement
+    samples = wait_for_value(metrics_port, "gateway_worker_restarts_total", 1, reason="recycled")
+    assert value(samples, "gateway_worker_restarts_total", reason="recycled") == 1
+    assert value(samples, "gateway_worker_restarts_total", reason="died") == 0
+    assert tree.stop() == 0
