@@ -83,7 +83,14 @@ class ResponseWriting:
             self._framing_error(exchange, exc)
         if data:
             self.bytes_out += len(data)
-            self.transport.write(data)  # type: ignore[union-attr]
+            transport = self.transport
+            transport.write(data)  # type: ignore[union-attr]
+            if transport.is_closing():  # type: ignore[union-attr]
+                # The write failed (the client reset the connection) and the loop has not told
+                # us yet: a transport that is going drops writes and never pauses, so an app
+                # sending in a loop would spin on it and never let the loop say so.
+                exchange.feed_disconnect()
+                return
         if not more_body:
             self._response_done()
 

@@ -171,3 +171,30 @@ def hello_app():
             await send({"type": "http.response.body", "body": b"hello"})
 
     return app
+
+
+def test_an_app_sending_in_a_loop_to_a_client_that_reset_stops(serve, http):
+    """A reset makes the loop's transport drop writes without ever pausing; the app's `send`
+    must still fail, or an app sending in a loop would hold the event loop for good."""
+    import socket
+    import struct
+
+    sent = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            try:
+                while True:
+                    await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
+            finally:
+                sent.append("ended")
+
+    with serve(app, http=http, send_timeout=0) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        sock.sendall(request("GET", "/"))
+        sock.recv(65536)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset while the server writes
+        assert wait_until(lambda: sent == ["ended"], timeout=5)
+        assert_served(server)
