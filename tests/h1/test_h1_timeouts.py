@@ -184,6 +184,9 @@ def test_an_app_sending_in_a_loop_to_a_client_that_reset_stops(serve, http):
     async def app(scope, receive, send):
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": 200, "headers": []})
+            if scope["path"] != "/loop":
+                await send({"type": "http.response.body", "body": b"hello"})
+                return
             try:
                 while True:
                     await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
@@ -192,7 +195,7 @@ def test_an_app_sending_in_a_loop_to_a_client_that_reset_stops(serve, http):
 
     with serve(app, http=http, send_timeout=0) as server:
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        sock.sendall(request("GET", "/"))
+        sock.sendall(request("GET", "/loop"))
         sock.recv(65536)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()  # a reset while the server writes
