@@ -225,11 +225,9 @@ class Exchange:
         self.task: asyncio.Task[None] | None = None  # the app call, set by the carrier
         self.bytes_sent = 0
         self.log_access = log_access
-        self.started_at = time.perf_counter() if log_access else 0.0
         # Requests by protocol, method and status, and their durations (--metrics-bind).
         self.tally = carrier.state.tally  # type: ignore[attr-defined]
-        if self.tally is not None and not log_access:
-            self.started_at = time.perf_counter()
+        self.started_at = time.perf_counter() if log_access or self.tally is not None else 0.0
 
     # -- fed by the carrier -------------------------------------------------------------
 
@@ -422,18 +420,12 @@ class Exchange:
         exchange is over, and is logged with that status."""
         self.state = DONE
         self.status = status
-        if self.log_access:
-            self._log_access()
-        if self.tally is not None:
-            self.tally.record(self)
+        self._account()
 
     def _response_done(self) -> None:
         if self._waiter is not None:
             self._wake()
-        if self.log_access:
-            self._log_access()
-        if self.tally is not None:
-            self.tally.record(self)
+        self._account()
 
     # -- running the app ----------------------------------------------------------------
 
@@ -482,15 +474,16 @@ class Exchange:
         self.headers = _error_headers(body)
         self.carrier.write_head(self, status, self.headers, body, False)
         self.bytes_sent = len(body)
-        if self.log_access:
-            self._log_access()
-        if self.tally is not None:
-            self.tally.record(self)
+        self._account()
 
     def _log(self, level: int, message: str, *args: Any, exc: BaseException | None = None) -> None:
         """An error-log line naming this request: method, path, client, protocol, stream."""
         log_request_event(level, self.scope, self.carrier_key, message, *args, exc_info=exc)
 
-    def _log_access(self) -> None:
-        self.log_access.response(self)  # type: ignore[union-attr]
+    def _account(self) -> None:
+        """The exchange is over: its access line and its place in the metrics, if kept."""
+        if self.log_access:
+            self.log_access.response(self)
+        if self.tally is not None:
+            self.tally.record(self)
 

@@ -222,6 +222,24 @@ def gateway_cli(tmp_path: Path):
             process.process.wait()
 
 
+@pytest.fixture
+def start(project: Path) -> Iterator:
+    """`start(*args, **options)`: `python -m gateway ARGS` as a process tree (supervisor and
+    workers, process_support.Tree) in the module's `project` directory; killed at the end."""
+    from process_support import Tree
+
+    trees: list[Tree] = []
+
+    def start(*args: str, **options: Any) -> Tree:
+        tree = Tree(list(args), project, **options)
+        trees.append(tree)
+        return tree
+
+    yield start
+    for tree in trees:
+        tree.kill()
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     """Run `python -m gateway ARGS` to completion (for commands that exit by themselves)."""
     return subprocess.run(

@@ -9,13 +9,11 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import run_cli
-from process_support import Tree
 from support import assert_port_free, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -40,19 +38,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "where.py").write_text(textwrap.dedent(APP))
     return tmp_path
 
-
-@pytest.fixture
-def start(project: Path) -> Iterator:
-    trees: list[Tree] = []
-
-    def start(*args: str, **options) -> Tree:
-        tree = Tree(list(args), project, **options)
-        trees.append(tree)
-        return tree
-
-    yield start
-    for tree in trees:
-        tree.kill()
 
 
 def curl_unix(path: Path, url: str = "http://localhost/") -> dict:

@@ -10,14 +10,12 @@ import ssl
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets.sync.client
 from conftest import run_cli
-from process_support import Tree
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.timeout(90)
@@ -60,19 +58,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "metrics_app.py").write_text(textwrap.dedent(APP))
     return tmp_path
 
-
-@pytest.fixture
-def start(project: Path) -> Iterator:
-    trees: list[Tree] = []
-
-    def start(*args: str) -> Tree:
-        tree = Tree(list(args), project)
-        trees.append(tree)
-        return tree
-
-    yield start
-    for tree in trees:
-        tree.kill()
 
 
 def free_port() -> int:

@@ -9,14 +9,13 @@ import subprocess
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets.exceptions
 import websockets.sync.client
-from process_support import Tree, process_title
+from process_support import process_title
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -69,19 +68,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "app9.py").write_text(textwrap.dedent(APP))
     return tmp_path
 
-
-@pytest.fixture
-def start(project: Path) -> Iterator:
-    trees: list[Tree] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> Tree:
-        tree = Tree(list(args), project, env)
-        trees.append(tree)
-        return tree
-
-    yield start
-    for tree in trees:
-        tree.kill()
 
 
 def pid_of(response: httpx.Response) -> int:
