@@ -134,7 +134,14 @@ def main() -> None:
             pass
         stop.set()
         if reader is not None:
-            reader.join(1)
+            # Shut the socket down before closing it: closing a TLS socket while the reader
+            # thread is still inside SSL_read frees the SSL object under it and can crash the
+            # process, which then prints no report.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            reader.join()
         sock.close()
         if not args.reconnect:
             break

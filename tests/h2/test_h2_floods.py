@@ -43,8 +43,14 @@ def flood(port: int, kind: int, source: str, seconds: float, *extra: str) -> sub
     return subprocess.Popen(
         [sys.executable, str(FLOOD_CLIENT), str(port), kind, str(seconds), "--reconnect",
          "--source", source, *extra],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def report_of(attacker: subprocess.Popen) -> dict:
+    out, err = attacker.communicate(timeout=30)
+    assert attacker.returncode == 0 and out, f"flood client exited {attacker.returncode}: {err}"
+    return json.loads(out)
 
 
 def start_gateway(tmp_path: Path, certs, tls: bool, *flags: str) -> tuple[GatewayProcess, str, object]:
@@ -69,8 +75,7 @@ def test_control_frame_floods_are_cut_off_and_other_clients_keep_their_rate(tmp_
             attacker = flood(port, kind, f"127.0.0.{10 + index}", 2.0, *extra)
             time.sleep(0.3)
             during = request_rate(url, verify)
-            out, _ = attacker.communicate(timeout=30)
-            report = json.loads(out)
+            report = report_of(attacker)
             assert during >= 0.5 * alone, f"{kind}: {during:.0f} req/s under attack, {alone:.0f} alone"
             if tls:
                 assert ENHANCE_YOUR_CALM in report["goaways"], f"{kind}: {report}"
@@ -90,7 +95,7 @@ def test_without_address_blocks_each_connection_is_cut_and_others_keep_their_rat
         attacker = flood(process.port, "ping", "127.0.0.1", 2.0, "--read")
         time.sleep(0.3)
         during = request_rate(url, verify)
-        report = json.loads(attacker.communicate(timeout=30)[0])
+        report = report_of(attacker)
     finally:
         code, output = process.stop()
     assert during >= 0.5 * alone, f"{during:.0f} req/s under attack, {alone:.0f} alone"
@@ -112,7 +117,7 @@ def test_rapid_reset_across_connections_is_bounded_per_address(tmp_path, certs):
         attacker = flood(port, "rapid_reset", "127.0.0.1", 2.5, "--read")
         time.sleep(0.3)
         during = request_rate(url, True)
-        report = json.loads(attacker.communicate(timeout=30)[0])
+        report = report_of(attacker)
         with other_client(timeout=5) as other:
             calls = int(other.get(f"{url}calls/127.0.0.1").text)
     finally:
