@@ -45,6 +45,9 @@ from .h11_engine import H11Engine
 
 # A large read is parsed this much at a time (see `_parse`).
 _FEED_SLICE = 16 * 1024
+# At a graceful stop, a connection idle for less than this may have its next request on the
+# way: it is given this long before it is closed (see `shutdown`).
+_RECENTLY_SERVED = 0.5
 
 
 def engine_class(name: str) -> type:
@@ -401,9 +404,19 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         if self.websocket is not None and self.websocket.session is not None:
             self.websocket.session.shutdown()  # closes with 1001 if the app accepts
         if self.current is None and not self.pipeline and self.served:
-            # Idle between requests: closed now. A connection that has had no request yet is
-            # left to send its first (its client connected to send one), which is answered
-            # with `connection: close`; a silent one ends at the keep-alive timeout.
+            # Idle between requests: closed now, unless a response went out just before. Its
+            # client may be sending the next request on it this moment, which a close would
+            # answer with a reset; that request is served with `connection: close` instead.
+            # A connection that has had no request yet is left to send its first (its client
+            # connected to send one); a silent one ends at the keep-alive timeout.
+            quiet = self.loop.time() - (self.idle_since or 0.0)
+            if quiet >= _RECENTLY_SERVED:
+                self._close()
+            else:
+                self.loop.call_later(_RECENTLY_SERVED - quiet, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if self.current is None and not self.pipeline:
             self._close()
 
     def check_timeouts(self, now: float) -> None:
