@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .config import (
     DEFAULT_BIND,
+    H2_ENGINES,
     HTTP_ENGINES,
     INTERFACES,
     LIFESPAN_MODES,
@@ -196,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     h2 = parser.add_argument_group("HTTP/2")
     h2.add_argument("--h2c", action=argparse.BooleanOptionalAction,
                     help="HTTP/2 without TLS, by prior knowledge, on plain listeners (default: on)")
+    h2.add_argument("--h2-engine", choices=H2_ENGINES,
+                    help="HTTP/2 engine: gateway's own, or h2, the reference (default: fast)")
     h2.add_argument("--h2-max-concurrent-streams", type=int, metavar="N",
                     help="streams a client may have open at once (default: 100)")
     h2.add_argument("--h2-initial-window-size", type=int, metavar="BYTES",

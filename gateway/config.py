@@ -26,6 +26,8 @@ LOG_FORMATS = ("text", "json")
 LIFESPAN_MODES = ("auto", "on", "off")
 LOOPS = ("auto", "asyncio", "uvloop")
 HTTP_ENGINES = ("auto", "h11", "httptools")
+# HTTP/2: gateway's own engine (h2/engine.py), or h2, the reference it is tested against.
+H2_ENGINES = ("fast", "h2")
 VERIFY_MODES = ("none", "optional", "required")
 INTERFACES = ("auto", "asgi3", "asgi2", "wsgi")
 PROXY_PROTOCOLS = ("v1", "v2", "auto")
@@ -225,6 +227,7 @@ class Config:
     address_guard_exempt: list[str] = field(default_factory=list)
 
     h2c: bool = True
+    h2_engine: str = "fast"
     h2_max_concurrent_streams: int = 100
     h2_initial_window_size: int = 256 * 1024
     h2_max_frame_size: int = 16 * 1024
@@ -325,6 +328,7 @@ class Config:
         _choice("--lifespan", self.lifespan, LIFESPAN_MODES)
         _choice("--loop", self.loop, LOOPS)
         _choice("--http", self.http, HTTP_ENGINES)
+        _choice("--h2-engine", self.h2_engine, H2_ENGINES)
         _choice("--verify-mode", self.verify_mode, VERIFY_MODES)
         _choice("--interface", self.interface, INTERFACES)
         if self.proxy_protocol is not None:

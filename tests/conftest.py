@@ -42,6 +42,37 @@ class Certs:
         return context
 
 
+# Every HTTP/2 test runs on gateway's own engine and on h2, the reference it is tested against:
+# the modules under tests/h2/ and the WebSocket-over-HTTP/2 ones, once per engine. In-process
+# servers take the engine from run_server, `gateway` processes from GATEWAY_H2_ENGINE.
+H2_ENGINES = ("fast", "h2")
+H2_ENGINE_VARIABLE = "GATEWAY_H2_ENGINE"
+
+
+def _speaks_http2(path: Path) -> bool:
+    if path.name == "test_h2_engines.py":  # compares the two engines itself
+        return False
+    return path.parent.name == "h2" or path.name.startswith("test_ws_h2")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "h2_engine" in metafunc.fixturenames and _speaks_http2(Path(metafunc.definition.path)):
+        metafunc.parametrize("h2_engine", H2_ENGINES, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def h2_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The HTTP/2 engine this module's servers use (see H2_ENGINES)."""
+    engine = getattr(request, "param", "fast")
+    before = os.environ.get(H2_ENGINE_VARIABLE)
+    os.environ[H2_ENGINE_VARIABLE] = engine
+    yield engine
+    if before is None:
+        os.environ.pop(H2_ENGINE_VARIABLE, None)
+    else:
+        os.environ[H2_ENGINE_VARIABLE] = before
+
+
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     directory = tmp_path_factory.mktemp("certs")
@@ -96,6 +127,7 @@ def run_server(app: Any, **settings: Any) -> Iterator[RunningServer]:
     settings.setdefault("bind", ["127.0.0.1:0"])
     settings.setdefault("lifespan", "auto")
     settings.setdefault("graceful_timeout", 5.0)
+    settings.setdefault("h2_engine", os.environ.get(H2_ENGINE_VARIABLE, "fast"))
     config = Config(app=app, **settings)
     server = Server(config, app)
     server.prepare()

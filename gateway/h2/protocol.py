@@ -11,13 +11,9 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
 
 from ..asgi import (
     EARLY_HINT_EXTENSION,
@@ -31,6 +27,7 @@ from ..logs import address_text, error_logger
 from ..reading import ReadingBlocks
 from ..state import ServerState
 from ..tls.scope import TLSInfo
+from . import events
 from .drain import Drains, Receiving
 from .errors import precise_error_code
 from .fields import (
@@ -41,8 +38,9 @@ from .fields import (
 from .frame_meter import FrameMeter
 from .requests import open_stream
 from .responses import StreamResponses
-from .settings import StreamRefused, server_connection
+from .settings import server_connection
 from .stream import Stream, wake
+from .wire import goaway_frame
 
 # Connection-level window granted at once for DATA received: stream windows are what bound
 # the memory a client can make us hold, so the connection window never stalls other streams.
@@ -82,6 +80,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.socket_paused = False
         self.reading_blocked = 0  # _HELD | _SOCKET: why the transport is not being read
         self.flush_scheduled = False
+        self.writev = False  # plain sockets: large responses leave by writelines, uncopied
         self.unflushed = 0  # DATA bytes given to h2 since the last write to the socket
         self.connection_unacked = 0
         self.ledger: Ledger | None = None
@@ -118,6 +117,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
             server = scope_address(transport.get_extra_info("sockname"))
         else:
             client, server = addresses
+        self.writev = ssl_object is None
         self.forwarded = state.proxy_headers and state.trusted_peers.trusts(client[0] if client else None)
         self.base_scope = {
             "server": server,
@@ -196,10 +196,8 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
                 self._flush()
             else:
                 self.conn.data_to_send()  # h2's GOAWAY says PROTOCOL_ERROR; send the RFC's code
-                goaway = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id,
-                                     error_code=code)
                 if self.transport is not None:
-                    self.transport.write(goaway.serialize())
+                    self.transport.write(goaway_frame(self.conn.highest_inbound_stream_id, code))
             self._close(_ERROR_GRACE)
             return
         for event in events:
@@ -335,7 +333,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         except h2.exceptions.StreamClosedError:
             pass
 
-    def _on_stream_refused(self, event: StreamRefused) -> None:
+    def _on_stream_refused(self, event: events.StreamRefused) -> None:
         # Past the stream limit (settings.py), reset already: it costs as _reset_for_client's do.
         self._charge(1, _RESETS_PAST_BUDGET)
 
@@ -380,9 +378,8 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         if event.error_code or not self.streams:
             self._close()
             return
-        # RFC 9113 section 6.8: the streams already open still get their responses, but h2
-        # closes its state machine on any GOAWAY received; reopen it for them.
-        self.conn.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+        # RFC 9113 section 6.8: the streams already open still get their responses.
+        self.conn.keep_serving_after_goaway()
 
     # -- connection management ----------------------------------------------------------
 
@@ -421,9 +418,8 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
             # Written by hand: h2's close_connection() would also close its state machine, and
             # the streams in flight still have responses to send.
             self._flush()
-            goaway = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id)
             if self.transport is not None:
-                self.transport.write(goaway.serialize())
+                self.transport.write(goaway_frame(self.conn.highest_inbound_stream_id, 0))
         self.drains.stop_all(self.conn)
         self._flush()
         for stream in list(self.streams.values()):
@@ -489,8 +485,17 @@ _HANDLERS: dict[type, Any] = {
     h2.events.StreamEnded: H2Protocol._on_stream_ended,
     h2.events.TrailersReceived: H2Protocol._on_trailers,
     h2.events.StreamReset: H2Protocol._on_stream_reset,
-    StreamRefused: H2Protocol._on_stream_refused,
+    events.StreamRefused: H2Protocol._on_stream_refused,
     h2.events.WindowUpdated: H2Protocol._on_window_updated,
     h2.events.RemoteSettingsChanged: H2Protocol._on_settings_changed,
     h2.events.ConnectionTerminated: H2Protocol._on_connection_terminated,
+    # The fast engine's events (events.py), shaped as h2's.
+    events.RequestReceived: H2Protocol._on_request,
+    events.DataReceived: H2Protocol._on_data,
+    events.StreamEnded: H2Protocol._on_stream_ended,
+    events.TrailersReceived: H2Protocol._on_trailers,
+    events.StreamReset: H2Protocol._on_stream_reset,
+    events.WindowUpdated: H2Protocol._on_window_updated,
+    events.RemoteSettingsChanged: H2Protocol._on_settings_changed,
+    events.ConnectionTerminated: H2Protocol._on_connection_terminated,
 }

@@ -31,6 +31,9 @@ _NO_BODY_STATUS = frozenset((204, 304))
 # Response data held in h2's output buffer before it is written out without waiting for the end
 # of the loop's turn.
 _FLUSH_AT = 64 * 1024
+# Response data below which a flush joins its frames into one bytes: for small responses one
+# copy is cheaper than a gather write.
+_GATHER_BELOW = 16 * 1024
 
 
 class StreamResponses:
@@ -47,6 +50,7 @@ class StreamResponses:
     goaway_sent: bool
     socket_paused: bool
     flush_scheduled: bool
+    writev: bool
     unflushed: int
     headers_held: int
     idle_since: float | None
@@ -276,8 +280,17 @@ class StreamResponses:
 
     def _flush(self) -> None:
         self.flush_scheduled = False
+        bodies = self.unflushed
         self.unflushed = 0
-        data = self.conn.data_to_send()
-        if data and self.transport is not None and not self.closing:
+        chunks = self.conn.take_output()
+        if not chunks or self.transport is None or self.closing:
+            return
+        if bodies >= _GATHER_BELOW and self.writev:
+            # Frame headers and the app's body chunks go out in one writev, the bodies
+            # uncopied; over TLS each chunk would be a record of its own, so they are joined.
+            self.bytes_out += sum(map(len, chunks))
+            self.transport.writelines(chunks)
+        else:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             self.bytes_out += len(data)
             self.transport.write(data)

@@ -1,4 +1,4 @@
-"""An h2 server connection set up from Config.
+"""The HTTP/2 engine a connection uses, set up from Config: gateway's own (engine.py) or h2's.
 
 h2 is told everything here once: which checks it may skip (gateway makes them in one pass,
 see fields.py), the SETTINGS gateway advertises, and the limits h2 keeps copies of; and its
@@ -16,10 +16,18 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import Frame, HeadersFrame
 
 from ..config import Config
+from .engine import FastConnection
+from .events import StreamRefused
 from .hpack_cache import CachingDecoder, CachingEncoder
 
 
-def server_connection(config: Config) -> ServerConnection:
+def server_connection(config: Config) -> FastConnection | ServerConnection:
+    if config.h2_engine == "fast":
+        return FastConnection(config)
+    return h2_connection(config)
+
+
+def h2_connection(config: Config) -> ServerConnection:
     # h2's own field checks, a chain of generators per field, cost about a third of the time
     # a small request takes; fields.py makes the same checks in one pass.
     h2_config = h2.config.H2Configuration(
@@ -48,16 +56,6 @@ def server_connection(config: Config) -> ServerConnection:
     return conn
 
 
-class StreamRefused:
-    """The event for a stream `ServerConnection` refused: the client's HEADERS went past the
-    advertised limit."""
-
-    __slots__ = ("stream_id",)
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
 class ServerConnection(h2.connection.H2Connection):
     """h2's server side, but a stream over SETTINGS_MAX_CONCURRENT_STREAMS is refused alone.
 
@@ -83,6 +81,16 @@ class ServerConnection(h2.connection.H2Connection):
         frames, _ = super()._receive_headers_frame(frame)
         self.reset_stream(frame.stream_id, ErrorCodes.REFUSED_STREAM)
         return frames, [StreamRefused(frame.stream_id)]
+
+    def keep_serving_after_goaway(self) -> None:
+        """RFC 9113 section 6.8: the streams already open still get their responses, but h2
+        closes its state machine on any GOAWAY received; reopen it for them."""
+        self.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+
+    def take_output(self) -> list[bytes]:
+        """What `data_to_send` gives, in the list form gateway's own engine returns."""
+        data = self.data_to_send()
+        return [data] if data else []
 
 
 class _AdvertisedSettings(h2.settings.Settings):

@@ -44,7 +44,7 @@ async def early_app(scope, receive, send):
 
 
 @pytest.fixture(scope="module", params=["h2c", "tls"])
-def server(request, certs):
+def server(request, certs, h2_engine):
     from conftest import run_server
 
     settings = {"h2_initial_window_size": 65535}

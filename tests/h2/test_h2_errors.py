@@ -76,7 +76,7 @@ async def _until_disconnect(receive) -> None:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(h2_engine):
     """One server for the whole module: every case also checks it keeps serving."""
     from conftest import run_server
 

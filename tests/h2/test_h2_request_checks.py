@@ -47,7 +47,7 @@ class PathRecorder:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(h2_engine):
     from conftest import run_server
 
     app = PathRecorder()
