@@ -2,12 +2,18 @@
  * ws_load: a WebSocket echo load generator for bench/run.py.
  *
  * One thread, epoll, non-blocking sockets. Opens N connections to ws://HOST:PORT/PATH,
- * does the HTTP/1.1 upgrade handshake on each (a fixed Sec-WebSocket-Key, no
- * Sec-WebSocket-Extensions, so no permessage-deflate; the answer must be 101 with the
- * matching Sec-WebSocket-Accept), then keeps K messages of S bytes in flight on every
+ * does the opening handshake on each, then keeps K messages of S bytes in flight on every
  * connection: each echo that comes back is checked (opcode, length, content, order) and
  * answered with the next message. Only after every connection is open does the clock
  * start; the run counts the echoes that arrive within --duration seconds.
+ *
+ * The handshake is HTTP/1.1's upgrade (a fixed Sec-WebSocket-Key; the answer must be 101
+ * with the matching Sec-WebSocket-Accept). One mode changes what is spoken:
+ *   --deflate  offers permessage-deflate (RFC 7692) as browsers do and requires the server
+ *              to accept it; every message is sent compressed, compressed echoes are
+ *              inflated before the check, and the messages are JSON-like text (an app's
+ *              traffic) rather than the alphabet, so that compression has work to do.
+ * Without --deflate no extension is offered, and one in the answer is an error.
  *
  * At the deadline it stops sending, waits for the echoes still in flight, then closes
  * every connection with a close frame (1000) and waits for the server's close frame.
@@ -22,7 +28,7 @@
  * client_cpu is this process's user+system CPU time over the measured wall time (1.0 =
  * one core busy), the check that the client is not the bottleneck.
  *
- * Build: gcc -O2 -Wall -o ws_load ws_load.c
+ * Build: gcc -O2 -Wall -Wextra -o ws_load ws_load.c -lz
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -41,12 +47,27 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* RFC 6455 section 1.3's example key and its accept value. */
 #define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+/* What browsers offer: permessage-deflate, and the server may limit our window. */
+#define DEFLATE_OFFER "permessage-deflate; client_max_window_bits"
 
 enum state { CONNECTING, HANDSHAKE, OPEN, CLOSING, DONE, FAILED };
+
+/* Bytes data[off..len) are pending. */
+struct buf {
+    unsigned char *data;
+    size_t off, len, cap;
+};
+
+/* The permessage-deflate both ways, as negotiated. */
+struct deflate {
+    z_stream tx, rx;
+    int tx_reset, rx_reset; /* no_context_takeover: every message starts a fresh window */
+};
 
 struct conn {
     int fd;
@@ -54,15 +75,16 @@ struct conn {
     enum state state;
     unsigned char *rbuf; /* bytes read, not yet parsed */
     size_t rlen;
-    unsigned char *wbuf; /* bytes to write: wbuf[woff..wlen) */
-    size_t wlen, woff, wcap;
+    struct buf out;      /* bytes for the socket */
     int want_out;        /* EPOLLOUT registered */
     uint64_t sent;       /* data messages sent */
     uint64_t echoed;     /* data messages echoed back and checked */
-    unsigned char *msg;  /* a fragmented echo being put together */
+    unsigned char *msg;  /* a fragmented or compressed echo being put together */
     size_t msg_len;
     int msg_opcode;      /* 0: no message in progress */
+    int msg_deflated;    /* the message in progress had RSV1: its payload is inflated */
     int close_sent;
+    struct deflate *dfl; /* --deflate: set once the server accepted it */
 };
 
 static struct {
@@ -73,15 +95,18 @@ static struct {
     int in_flight;
     size_t size;
     int binary;
+    int deflate;
     double duration;
     double connect_timeout;
     double drain_timeout;
-} opt = {"127.0.0.1", 0, "/", 64, 1, 32, 0, 10.0, 10.0, 5.0};
+} opt = {"127.0.0.1", 0, "/", 64, 1, 32, 0, 0, 10.0, 10.0, 5.0};
 
 static int epfd;
 static struct conn *conns;
 static size_t rcap;              /* receive buffer size per connection */
 static unsigned char *pattern;   /* message n is pattern + (n % 26), opt.size bytes */
+static unsigned char *zbuf;      /* one compressed message, before it is framed */
+static size_t zcap;
 static uint32_t rng = 0x9e3779b9u;
 static int sending = 1;          /* cleared at the deadline: no new messages */
 static int counting = 0;         /* set while the clock runs */
@@ -110,6 +135,47 @@ static uint32_t xorshift(void) {
     return rng;
 }
 
+static void *xrealloc(void *p, size_t n) {
+    p = realloc(p, n ? n : 1);
+    if (!p) {
+        perror("realloc");
+        exit(2);
+    }
+    return p;
+}
+
+/* Room for `more` bytes at data + len (the caller advances len). */
+static unsigned char *buf_room(struct buf *b, size_t more) {
+    if (b->off && b->off == b->len)
+        b->off = b->len = 0;
+    if (b->len + more > b->cap && b->off) {
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+    }
+    if (b->len + more > b->cap) {
+        if (!b->cap)
+            b->cap = 4096;
+        while (b->len + more > b->cap)
+            b->cap *= 2;
+        b->data = xrealloc(b->data, b->cap);
+    }
+    return b->data + b->len;
+}
+
+static void buf_add(struct buf *b, const void *p, size_t n) {
+    memcpy(buf_room(b, n), p, n);
+    b->len += n;
+}
+
+static size_t buf_used(const struct buf *b) { return b->len - b->off; }
+
+static void buf_drop(struct buf *b, size_t n) {
+    b->off += n;
+    if (b->off == b->len)
+        b->off = b->len = 0;
+}
+
 /* Record an error; the first three get their text into the report. */
 static void note(const char *fmt, ...) {
     if (detail_n < 3) {
@@ -131,8 +197,10 @@ static void set_events(struct conn *c) {
     epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+static int ended(const struct conn *c) { return c->state == FAILED || c->state == DONE; }
+
 static void fail(struct conn *c, const char *fmt, ...) {
-    if (c->state == FAILED || c->state == DONE)
+    if (ended(c))
         return;
     char text[256];
     va_list ap;
@@ -148,36 +216,265 @@ static void fail(struct conn *c, const char *fmt, ...) {
     c->state = FAILED;
 }
 
-static void finish(struct conn *c) {
-    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
-    c->state = DONE;
+/* ------------------------------------------------------------------------------------ */
+/* Message content                                                                       */
+
+/* Message n is pattern + (n % 26): each differs from its neighbours (the order check) and
+ * all are text. Plain messages are the alphabet, as they always were. With --deflate they
+ * are a run of JSON records like a chat app's, so they compress about as an app's traffic
+ * does, not as random bytes (nothing) or one repeated letter (everything). */
+static void make_pattern(void) {
+    size_t n = opt.size + 26;
+    pattern = malloc(n);
+    if (!opt.deflate) {
+        for (size_t i = 0; i < n; i++)
+            pattern[i] = 'a' + i % 26;
+        return;
+    }
+    static const char *const users[] = {"ada", "grace", "linus", "margaret", "dennis", "barbara"};
+    static const char *const texts[] = {"on my way",          "see the latest build",
+                                        "lunch at noon?",     "merged, thanks!",
+                                        "can you review #4521", "ok"};
+    size_t used = 0;
+    for (unsigned id = 1000; used < n; id++) {
+        char rec[256];
+        int len = snprintf(rec, sizeof rec,
+                           "%s{\"id\":%u,\"type\":\"message\",\"room\":\"general\",\"user\":\"%s\","
+                           "\"text\":\"%s\",\"ts\":%llu,\"read\":%s}",
+                           id == 1000 ? "[" : ",", id, users[id % 6], texts[id / 2 % 6],
+                           1700000000000ULL + id * 1337ULL, id % 3 ? "false" : "true");
+        size_t take = (size_t)len < n - used ? (size_t)len : n - used;
+        memcpy(pattern + used, rec, take);
+        used += take;
+    }
 }
 
-static void out_reserve(struct conn *c, size_t more) {
-    if (c->woff && c->woff == c->wlen)
-        c->woff = c->wlen = 0;
-    if (c->wlen + more <= c->wcap)
-        return;
-    if (c->woff) {
-        memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
-        c->wlen -= c->woff;
-        c->woff = 0;
+/* ------------------------------------------------------------------------------------ */
+/* permessage-deflate (RFC 7692)                                                         */
+
+struct deflate_params {
+    int server_no_takeover, client_no_takeover;
+    int server_bits, client_bits;
+};
+
+/* One parameter's value, quotes removed; -1 if not a window size (8..15). */
+static int window_bits(const char *v, size_t len) {
+    if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+        v++;
+        len -= 2;
     }
-    while (c->wlen + more > c->wcap)
-        c->wcap *= 2;
-    c->wbuf = realloc(c->wbuf, c->wcap);
-    if (!c->wbuf) {
-        perror("realloc");
+    if (len < 1 || len > 2 || v[0] < '0' || v[0] > '9' || (len == 2 && (v[1] < '0' || v[1] > '9')))
+        return -1;
+    int bits = len == 1 ? v[0] - '0' : (v[0] - '0') * 10 + v[1] - '0';
+    return bits >= 8 && bits <= 15 ? bits : -1;
+}
+
+/* The server's answer to DEFLATE_OFFER; NULL, or why it is not acceptable. */
+static const char *parse_deflate(const char *v, size_t len, struct deflate_params *dp) {
+    static char why[160];
+    *dp = (struct deflate_params){0, 0, 15, 15};
+    if (memchr(v, ',', len))
+        return "more than one extension, only permessage-deflate was offered";
+    int seen[4] = {0, 0, 0, 0};
+    const char *end = v + len;
+    for (int i = 0; v < end; i++) {
+        const char *semi = memchr(v, ';', end - v);
+        const char *stop = semi ? semi : end;
+        const char *eq = memchr(v, '=', stop - v);
+        const char *name = v, *name_end = eq ? eq : stop;
+        const char *value = eq ? eq + 1 : NULL, *value_end = stop;
+        v = semi ? semi + 1 : end;
+        while (name < name_end && (*name == ' ' || *name == '\t'))
+            name++;
+        while (name_end > name && (name_end[-1] == ' ' || name_end[-1] == '\t'))
+            name_end--;
+        if (value) {
+            while (value < value_end && (*value == ' ' || *value == '\t'))
+                value++;
+            while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t'))
+                value_end--;
+        }
+        size_t nlen = name_end - name;
+        if (i == 0) {
+            if (value || nlen != 18 || strncasecmp(name, "permessage-deflate", 18) != 0)
+                return "not permessage-deflate";
+            continue;
+        }
+        static const char *const known[] = {"server_no_context_takeover",
+                                            "client_no_context_takeover",
+                                            "server_max_window_bits", "client_max_window_bits"};
+        int k = 0;
+        while (k < 4 && !(strlen(known[k]) == nlen && strncasecmp(name, known[k], nlen) == 0))
+            k++;
+        if (k == 4) {
+            snprintf(why, sizeof why, "unknown parameter '%.*s'", (int)nlen, name);
+            return why;
+        }
+        if (seen[k]++) {
+            snprintf(why, sizeof why, "parameter %s twice", known[k]);
+            return why;
+        }
+        if (k < 2) {
+            if (value)
+                return "a no_context_takeover parameter with a value";
+            *(k == 0 ? &dp->server_no_takeover : &dp->client_no_takeover) = 1;
+            continue;
+        }
+        /* RFC 7692 section 7.1.2: in an answer, both window sizes need a value. */
+        int bits = value ? window_bits(value, value_end - value) : -1;
+        if (bits < 0) {
+            snprintf(why, sizeof why, "%s without a window size of 8 to 15", known[k]);
+            return why;
+        }
+        *(k == 2 ? &dp->server_bits : &dp->client_bits) = bits;
+    }
+    return NULL;
+}
+
+static struct deflate *deflate_start(const struct deflate_params *dp) {
+    struct deflate *d = calloc(1, sizeof *d);
+    /* zlib refuses a raw deflate window of 2^8; with 2^9 its matches still reach back at
+     * most 512 - 262 bytes (MAX_DIST), inside the 256 the server allowed, which is how
+     * Chromium answers client_max_window_bits=8 too. */
+    int client_bits = dp->client_bits == 8 ? 9 : dp->client_bits;
+    /* Chromium's choices: the default level and memLevel 8. */
+    if (deflateInit2(&d->tx, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -client_bits, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK ||
+        inflateInit2(&d->rx, -dp->server_bits) != Z_OK) {
+        fprintf(stderr, "zlib: cannot set up a stream\n");
         exit(2);
+    }
+    d->tx_reset = dp->client_no_takeover;
+    d->rx_reset = dp->server_no_takeover;
+    return d;
+}
+
+/* Compress one message into zbuf; returns its length, the sync flush's 00 00 ff ff removed
+ * (RFC 7692 section 7.2.1). */
+static size_t deflate_message(struct deflate *d, const unsigned char *data, size_t len) {
+    z_stream *z = &d->tx;
+    z->next_in = (Bytef *)data;
+    z->avail_in = len;
+    size_t used = 0;
+    for (;;) {
+        if (zcap - used < 64) {
+            zcap = zcap ? 2 * zcap : len + 1024;
+            zbuf = xrealloc(zbuf, zcap);
+        }
+        z->next_out = zbuf + used;
+        z->avail_out = zcap - used;
+        int ret = deflate(z, Z_SYNC_FLUSH);
+        used = z->next_out - zbuf;
+        if (ret != Z_OK && ret != Z_BUF_ERROR) {
+            fprintf(stderr, "deflate: %s\n", z->msg ? z->msg : "error");
+            exit(2);
+        }
+        if (z->avail_out) /* zlib: room left over means the flush is complete */
+            break;
+    }
+    if (used >= 4 && memcmp(zbuf + used - 4, "\0\0\xff\xff", 4) == 0)
+        used -= 4;
+    if (!used) {
+        /* An empty message after another one: zlib had nothing to flush. The data must
+         * still end with an empty stored block (section 7.2.1), 00 00 00 ff ff, of which
+         * the removal of the marker leaves one 0x00. */
+        zbuf[0] = 0;
+        used = 1;
+    }
+    if (d->tx_reset)
+        deflateReset(z);
+    return used;
+}
+
+/* Inflate part of a compressed echo onto c->msg. Returns 0, or -1 after fail(). */
+static int inflate_part(struct conn *c, const unsigned char *in, size_t len) {
+    z_stream *z = &c->dfl->rx;
+    z->next_in = (Bytef *)in;
+    z->avail_in = len;
+    while (z->avail_in) {
+        /* One byte more than was sent: an echo that inflates longer shows up. */
+        z->next_out = c->msg + c->msg_len;
+        z->avail_out = opt.size + 1 - c->msg_len;
+        int ret = inflate(z, Z_SYNC_FLUSH);
+        c->msg_len = z->next_out - c->msg;
+        if (c->msg_len > opt.size) {
+            fail(c, "compressed echo %llu inflates to more than the %zu bytes sent",
+                 (unsigned long long)c->echoed, opt.size);
+            return -1;
+        }
+        if (ret == Z_STREAM_END) {
+            /* A final block (BFINAL) ends the DEFLATE stream; what follows starts a new one. */
+            inflateReset(z);
+            continue;
+        }
+        if (ret != Z_OK) {
+            fail(c, "compressed echo %llu does not inflate: %s", (unsigned long long)c->echoed,
+                 z->msg ? z->msg : "zlib error");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The server's Sec-WebSocket-Extensions (NULL if none) against what was offered.
+ * Returns 0, or -1 after fail(). */
+static int accept_extensions(struct conn *c, const char *v, size_t len) {
+    if (!opt.deflate) {
+        if (v && len) {
+            fail(c, "server answered extensions '%.*s' that were not offered", (int)len, v);
+            return -1;
+        }
+        return 0;
+    }
+    if (!v || !len) {
+        fail(c, "the server did not accept permessage-deflate");
+        return -1;
+    }
+    struct deflate_params dp;
+    const char *why = parse_deflate(v, len, &dp);
+    if (why) {
+        fail(c, "permessage-deflate answered '%.*s': %s", (int)len, v, why);
+        return -1;
+    }
+    c->dfl = deflate_start(&dp);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Writing                                                                               */
+
+static void flush(struct conn *c) {
+    struct buf *b = &c->out;
+    while (buf_used(b)) {
+        ssize_t n = send(c->fd, b->data + b->off, buf_used(b), MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_drop(b, n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->want_out) {
+                c->want_out = 1;
+                set_events(c);
+            }
+            return;
+        }
+        fail(c, "send: %s", n < 0 ? strerror(errno) : "wrote nothing");
+        return;
+    }
+    if (c->want_out) {
+        c->want_out = 0;
+        set_events(c);
     }
 }
 
 /* Append one masked client frame (RFC 6455 section 5.2). */
-static void queue_frame(struct conn *c, int opcode, const unsigned char *payload, size_t len) {
-    out_reserve(c, len + 14);
-    unsigned char *p = c->wbuf + c->wlen;
-    *p++ = 0x80 | opcode;
+static void queue_frame(struct conn *c, int rsv, int opcode, const unsigned char *payload,
+                        size_t len) {
+    struct buf *b = &c->out;
+    unsigned char *start = buf_room(b, len + 14), *p = start;
+    *p++ = 0x80 | rsv | opcode;
     if (len < 126) {
         *p++ = 0x80 | len;
     } else if (len < 65536) {
@@ -205,50 +502,39 @@ static void queue_frame(struct conn *c, int opcode, const unsigned char *payload
     for (; i < len; i++)
         p[i] = payload[i] ^ mask[i & 3];
     p += len;
-    c->wlen = p - c->wbuf;
+    b->len += p - start;
 }
 
 static void queue_message(struct conn *c) {
-    queue_frame(c, opt.binary ? 2 : 1, pattern + (c->sent % 26), opt.size);
+    const unsigned char *m = pattern + (c->sent % 26);
+    int opcode = opt.binary ? 2 : 1;
+    if (c->dfl)
+        queue_frame(c, 0x40, opcode, zbuf, deflate_message(c->dfl, m, opt.size)); /* RSV1 */
+    else
+        queue_frame(c, 0, opcode, m, opt.size);
     c->sent++;
-}
-
-static void flush(struct conn *c) {
-    while (c->woff < c->wlen) {
-        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->woff += n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!c->want_out) {
-                c->want_out = 1;
-                set_events(c);
-            }
-            return;
-        }
-        fail(c, "send: %s", n < 0 ? strerror(errno) : "wrote nothing");
-        return;
-    }
-    c->woff = c->wlen = 0;
-    if (c->want_out) {
-        c->want_out = 0;
-        set_events(c);
-    }
 }
 
 static void send_close(struct conn *c) {
     unsigned char code[2] = {1000 >> 8, 1000 & 0xff};
-    queue_frame(c, 8, code, 2);
+    queue_frame(c, 0, 8, code, 2);
     c->close_sent = 1;
     c->state = CLOSING;
     flush(c);
 }
 
+/* The close handshake is complete: the connection goes. */
+static void finish(struct conn *c) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->state = DONE;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Opening handshakes                                                                    */
+
 static void send_handshake(struct conn *c) {
-    char req[512];
+    char req[1024];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\n"
                      "Host: %s:%d\r\n"
@@ -256,11 +542,15 @@ static void send_handshake(struct conn *c) {
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Key: " WS_KEY "\r\n"
                      "Sec-WebSocket-Version: 13\r\n"
+                     "%s"
                      "\r\n",
-                     opt.path, opt.host, opt.port);
-    out_reserve(c, n);
-    memcpy(c->wbuf + c->wlen, req, n);
-    c->wlen += n;
+                     opt.path, opt.host, opt.port,
+                     opt.deflate ? "Sec-WebSocket-Extensions: " DEFLATE_OFFER "\r\n" : "");
+    if (n >= (int)sizeof req) {
+        fail(c, "the handshake request is over %zu bytes (--path too long)", sizeof req);
+        return;
+    }
+    buf_add(&c->out, req, n);
     c->state = HANDSHAKE;
     flush(c);
 }
@@ -300,7 +590,7 @@ static long parse_handshake(struct conn *c) {
     char *head = malloc(head_len + 1);
     memcpy(head, c->rbuf, head_len);
     head[head_len] = 0;
-    size_t vlen;
+    size_t vlen = 0;
     const char *v;
     char *eol = strstr(head, "\r\n");
     *eol = 0;
@@ -317,15 +607,16 @@ static long parse_handshake(struct conn *c) {
         return -1;
     }
     v = header_value(head, "sec-websocket-extensions", &vlen);
-    if (v && vlen) {
-        fail(c, "server answered extensions '%.*s' that were not offered", (int)vlen, v);
-        free(head);
-        return -1;
-    }
+    int bad = accept_extensions(c, v, v ? vlen : 0) < 0;
     free(head);
+    if (bad)
+        return -1;
     c->state = OPEN;
     return head_len;
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* WebSocket frames in                                                                   */
 
 /* A complete data message came back: check it, count it, send the next. */
 static int on_echo(struct conn *c, int opcode, const unsigned char *data, size_t len) {
@@ -351,20 +642,24 @@ static int on_echo(struct conn *c, int opcode, const unsigned char *data, size_t
     return 0;
 }
 
-/* Parse server frames from rbuf. Returns 0, or -1 if the connection ended. */
-static int parse_frames(struct conn *c, size_t *pos) {
+/* Parse server frames from buf[*pos..buf_len). Returns 0 when it needs more bytes, 1 after the
+ * server's close frame that answers ours (*pos just past it), -1 if the connection failed. */
+static int parse_frames(struct conn *c, const unsigned char *buf, size_t buf_len, size_t *pos) {
+    static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
     for (;;) {
-        unsigned char *p = c->rbuf + *pos;
-        size_t avail = c->rlen - *pos;
+        const unsigned char *p = buf + *pos;
+        size_t avail = buf_len - *pos;
         if (avail < 2)
             return 0;
         int fin = p[0] & 0x80, rsv = p[0] & 0x70, opcode = p[0] & 0x0f;
+        int rsv1 = rsv == 0x40 && c->dfl; /* RSV1 is permessage-deflate's "compressed" */
         if (p[1] & 0x80) {
             fail(c, "server frame is masked");
             return -1;
         }
-        if (rsv) {
-            fail(c, "server frame has RSV bits 0x%x (no extension was negotiated)", rsv);
+        if (rsv && !rsv1) {
+            fail(c, "server frame has RSV bits 0x%x%s", rsv,
+                 c->dfl ? "" : " (no extension was negotiated)");
             return -1;
         }
         uint64_t len = p[1] & 0x7f;
@@ -388,10 +683,10 @@ static int parse_frames(struct conn *c, size_t *pos) {
         }
         if (avail < hlen + len)
             return 0;
-        unsigned char *payload = p + hlen;
+        const unsigned char *payload = p + hlen;
         *pos += hlen + len;
         if (opcode >= 8) {
-            if (!fin || len > 125) {
+            if (!fin || len > 125 || rsv1) {
                 fail(c, "malformed control frame (opcode %d)", opcode);
                 return -1;
             }
@@ -402,12 +697,11 @@ static int parse_frames(struct conn *c, size_t *pos) {
                          len > 2 ? (int)len - 2 : 0, payload + 2);
                     return -1;
                 }
-                finish(c); /* the close handshake is complete */
-                return -1;
+                return 1; /* the close handshake is complete */
             }
             if (opcode == 9) {
                 if (!c->close_sent)
-                    queue_frame(c, 10, payload, len); /* pong */
+                    queue_frame(c, 0, 10, payload, len); /* pong */
             } else if (opcode != 10) {
                 fail(c, "unknown control opcode %d", opcode);
                 return -1;
@@ -419,36 +713,56 @@ static int parse_frames(struct conn *c, size_t *pos) {
                 fail(c, "continuation frame without a message");
                 return -1;
             }
+            if (rsv1) {
+                fail(c, "RSV1 on a continuation frame");
+                return -1;
+            }
         } else if (opcode == 1 || opcode == 2) {
             if (c->msg_opcode) {
                 fail(c, "new message inside a fragmented one");
                 return -1;
             }
-            if (fin) {
+            if (fin && !rsv1) {
                 if (on_echo(c, opcode, payload, len) < 0)
                     return -1;
                 continue;
             }
             c->msg_opcode = opcode;
             c->msg_len = 0;
+            c->msg_deflated = rsv1;
         } else {
             fail(c, "unknown data opcode %d", opcode);
             return -1;
         }
-        if (c->msg_len + len > opt.size) {
-            fail(c, "fragmented echo longer than %zu bytes", opt.size);
-            return -1;
+        if (c->msg_deflated) {
+            if (inflate_part(c, payload, len) < 0)
+                return -1;
+        } else {
+            if (c->msg_len + len > opt.size) {
+                fail(c, "fragmented echo longer than %zu bytes", opt.size);
+                return -1;
+            }
+            memcpy(c->msg + c->msg_len, payload, len);
+            c->msg_len += len;
         }
-        memcpy(c->msg + c->msg_len, payload, len);
-        c->msg_len += len;
         if (fin) {
             int op = c->msg_opcode;
             c->msg_opcode = 0;
+            if (c->msg_deflated) {
+                /* RFC 7692 section 7.2.2: the message's data ends with the flush marker. */
+                if (inflate_part(c, tail, 4) < 0)
+                    return -1;
+                if (c->dfl->rx_reset)
+                    inflateReset(&c->dfl->rx);
+            }
             if (on_echo(c, op, c->msg, c->msg_len) < 0)
                 return -1;
         }
     }
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* The event loop                                                                        */
 
 static void on_readable(struct conn *c) {
     for (;;) {
@@ -477,7 +791,10 @@ static void on_readable(struct conn *c) {
                 return; /* incomplete (keep reading later) or failed */
             pos = took;
         }
-        if (parse_frames(c, &pos) < 0)
+        int r = parse_frames(c, c->rbuf, c->rlen, &pos);
+        if (r > 0)
+            finish(c);
+        if (r)
             return;
         memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
         c->rlen -= pos;
@@ -554,11 +871,11 @@ static void loop(double until, int (*done)(void)) {
         }
         for (int i = 0; i < n; i++) {
             struct conn *c = events[i].data.ptr;
-            if (c->state == FAILED || c->state == DONE)
+            if (ended(c))
                 continue;
             if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
                 on_readable(c);
-            if (c->state != FAILED && c->state != DONE && (events[i].events & EPOLLOUT))
+            if (!ended(c) && (events[i].events & EPOLLOUT))
                 on_writable(c);
         }
     }
@@ -573,7 +890,7 @@ static int all_closed(void) { return count_state(CLOSING) == 0; }
 static void usage(const char *prog) {
     fprintf(stderr,
             "usage: %s --port PORT [--host 127.0.0.1] [--path /] [--connections 64]\n"
-            "          [--in-flight 1] [--size 32] [--binary] [--duration 10]\n",
+            "          [--in-flight 1] [--size 32] [--binary] [--deflate] [--duration 10]\n",
             prog);
     exit(2);
 }
@@ -584,6 +901,10 @@ int main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--binary")) {
             opt.binary = 1;
+            continue;
+        }
+        if (!strcmp(a, "--deflate")) {
+            opt.deflate = 1;
             continue;
         }
         if (!v)
@@ -621,9 +942,7 @@ int main(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    pattern = malloc(opt.size + 26);
-    for (size_t i = 0; i < opt.size + 26; i++)
-        pattern[i] = 'a' + i % 26;
+    make_pattern();
     rcap = 2 * (opt.size + 14) > 65536 ? 2 * (opt.size + 14) : 65536;
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -632,9 +951,8 @@ int main(int argc, char **argv) {
         struct conn *c = &conns[i];
         c->id = i;
         c->rbuf = malloc(rcap);
-        c->wcap = 4096 > opt.in_flight * (opt.size + 14) ? 4096 : opt.in_flight * (opt.size + 14);
-        c->wbuf = malloc(c->wcap);
-        c->msg = malloc(opt.size ? opt.size : 1);
+        buf_room(&c->out, opt.in_flight * (opt.size + 14));
+        c->msg = malloc(opt.size + 1); /* + 1: an inflated echo that is too long shows */
         open_conn(c, &addr);
     }
 
