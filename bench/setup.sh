@@ -25,13 +25,15 @@ if [ -f "$root/pyproject.toml" ]; then
 fi
 
 # Load generators from Debian: wrk for HTTP/1.1, h2load (nghttp2-client) for HTTP/2;
-# gcc and the libc headers to build the WebSocket one (build-essential is not a given).
+# gcc, the libc and zlib headers to build the WebSocket one (build-essential is not a given;
+# zlib for its --deflate mode).
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -f /usr/include/x86_64-linux-gnu/sys/epoll.h ] || [ -f /usr/include/sys/epoll.h ] \
     || missing+=(libc6-dev)
+[ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y "${missing[@]}" || { apt-get update && apt-get install -y "${missing[@]}"; }
@@ -41,7 +43,7 @@ fi
 # servers; rebuilt whenever the source is newer than the binary.
 ws_load="$venv/bin/ws_load"
 if [ "$here/ws_load.c" -nt "$ws_load" ]; then
-    gcc -O2 -Wall -Wextra -o "$ws_load.tmp" "$here/ws_load.c"
+    gcc -O2 -Wall -Wextra -o "$ws_load.tmp" "$here/ws_load.c" -lz
     mv "$ws_load.tmp" "$ws_load"
 fi
 
