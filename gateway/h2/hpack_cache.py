@@ -79,7 +79,9 @@ class CachingDecoder(hpack.Decoder):
         self._fields: dict[tuple[bytes, bool], tuple[Any, ...]] = {}
         self._seen_changes = 0
 
-    def decode(self, data: bytes, raw: bool = False) -> list[Any]:  # type: ignore[override]
+    def decode(self, data: bytes, raw: bool = False) -> tuple[Any, ...] | list[Any]:  # type: ignore[override]
+        """A block decoded before comes back as the same tuple (the connection knows it then
+        by identity, see requests.py's RequestHead); a new one as a list."""
         table = self.header_table
         if table.changes != self._seen_changes:
             self._fields.clear()
@@ -87,7 +89,7 @@ class CachingDecoder(hpack.Decoder):
         key = (bytes(data), raw)
         fields = self._fields.get(key)
         if fields is not None:
-            return list(fields)
+            return fields
         decoded = list(super().decode(data, raw))
         if (table.changes == self._seen_changes and len(data) <= _MAX_DECODED_BLOCK
                 and len(self._fields) < _MAX_ENTRIES):

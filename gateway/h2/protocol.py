@@ -8,7 +8,6 @@ data sent as the peer's windows allow, the app's `send` waiting meanwhile), trai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any
 
 import h2.events
@@ -31,12 +30,11 @@ from . import events
 from .drain import Drains, Receiving
 from .errors import precise_error_code
 from .fields import (
-    header_list_size,
     malformed_request,
     malformed_trailers,
 )
 from .frame_meter import FrameMeter
-from .requests import open_stream
+from .requests import RequestHead, open_stream
 from .responses import StreamResponses
 from .settings import server_connection
 from .stream import Stream, wake
@@ -81,6 +79,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.reading_blocked = 0  # _HELD | _SOCKET: why the transport is not being read
         self.flush_scheduled = False
         self.writev = False  # plain sockets: large responses leave by writelines, uncopied
+        self.grant_at = max(1, state.config.h2_initial_window_size // 4)  # see body_consumed
         self.unflushed = 0  # DATA bytes given to h2 since the last write to the socket
         self.connection_unacked = 0
         self.ledger: Ledger | None = None
@@ -88,6 +87,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         # Bytes read but not yet given to h2: the rest of a read whose batch was full.
         self.held: list[bytes | memoryview] = []
         self.headers_held = 0  # decoded request header bytes of the open streams
+        self.last_head: RequestHead | None = None  # the last request head read and found valid
         self.idle_since: float | None = None
         self.header_block_since: float | None = None  # a header block arriving in pieces
         self.abort_handle: asyncio.TimerHandle | None = None
@@ -136,7 +136,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
                 error_logger.debug("bad HTTP2-Settings from %s: %s", _client_text(self), exc)
                 self._close()
                 return
-            self._open_stream(1, upgrade.request_headers(), True)
+            self._open_stream(1, RequestHead(upgrade.request_headers()), True)
             for chunk in upgrade.body:
                 self.streams[1].exchange.feed_body(chunk)
         self._flush()
@@ -246,20 +246,25 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         if self.goaway_sent:
             self._reset_for_client(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        problem = malformed_request(event.headers)
-        if problem is not None:
-            # RFC 9113 section 8.1.1: a malformed request is a stream error.
-            error_logger.debug("malformed HTTP/2 request from %s: %s", _client_text(self), problem)
-            self._reset_for_client(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
-            return
+        fields = event.headers
+        head = self.last_head
+        if head is None or head.fields is not fields:
+            problem = malformed_request(fields)
+            if problem is not None:
+                # RFC 9113 section 8.1.1: a malformed request is a stream error.
+                error_logger.debug("malformed HTTP/2 request from %s: %s", _client_text(self), problem)
+                self._reset_for_client(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                return
+            head = RequestHead(fields)
+            if type(fields) is tuple:  # kept by the decoder (hpack_cache.py): it may recur
+                self.last_head = head
         # HPACK lets a few bytes on the wire name a large field again and again: what open
         # streams hold decoded is bounded per connection, not only per request.
-        size = header_list_size(event.headers)
-        if self.headers_held + size > config.h2_max_headers_held:
+        if self.headers_held + head.size > config.h2_max_headers_held:
             error_logger.debug("refusing a stream from %s: --h2-max-headers-held", _client_text(self))
             self._reset_for_client(event.stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        self._open_stream(event.stream_id, event.headers, event.stream_ended is not None, size)
+        self._open_stream(event.stream_id, head, event.stream_ended is not None)
 
     def _reset_for_client(self, stream_id: int, code: ErrorCodes) -> None:
         """A reset the client made the server send costs it like a control frame would."""
@@ -274,17 +279,16 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.calm_down(reason)
         return False
 
-    def _open_stream(self, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
-                     ended: bool, header_size: int = 0) -> None:
-        opened = open_stream(self, stream_id, request_headers, ended)
+    def _open_stream(self, stream_id: int, head: RequestHead, ended: bool) -> None:
+        opened = open_stream(self, stream_id, head, ended)
         if opened is None:
             self.flush_soon()
             return
         stream, call = opened
-        stream.header_size = header_size
+        stream.header_size = head.size
         if self.state.response_timeout:
             stream.opened_at = self.loop.time()
-        self.headers_held += header_size
+        self.headers_held += head.size
         self.streams[stream_id] = stream
         self.ledger.opened += 1  # type: ignore[union-attr]
         self.idle_since = None

@@ -12,7 +12,7 @@ from ..logs import error_logger
 from ..proxy.forwarded import apply_forwarded
 from ..ws.handshake import VERSION_FIELD, HandshakeError, read_request
 from ..ws.session import WebSocketSession
-from .fields import plain_fields, response_fields
+from .fields import header_list_size, plain_fields, response_fields
 from .stream import Stream
 from .websocket import H2WebSocket
 
@@ -21,36 +21,54 @@ if TYPE_CHECKING:
     from .protocol import H2Protocol
 
 
-def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
+class RequestHead:
+    """A request's fields read once: the pseudo-header fields apart, the rest as the scope's
+    `headers` (with `host` from :authority). A client repeats its request fields, and the
+    decoder then gives back the same fields (hpack_cache.py): the connection keeps the last
+    head read and reads a repeated one no more."""
+
+    __slots__ = ("fields", "method", "path", "scheme", "extended", "headers", "size")
+
+    def __init__(self, fields: Iterable[tuple[bytes, bytes]]) -> None:
+        self.fields = fields
+        method = path = authority = b""
+        scheme = extended = None
+        headers = []
+        for name, value in fields:
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":scheme":
+                    scheme = value
+                elif name == b":protocol":
+                    extended = value
+            else:
+                headers.append((name, value))
+        if authority and not any(name == b"host" for name, _ in headers):
+            headers.insert(0, (b"host", authority))
+        self.method = method.decode("ascii")
+        self.path = path
+        self.scheme = scheme.decode("ascii") if scheme else None
+        self.extended = extended
+        self.headers = headers
+        self.size = header_list_size(fields)
+
+
+def open_stream(protocol: H2Protocol, stream_id: int, head: RequestHead,
                 ended: bool) -> tuple[Stream, AppCall] | None:
     """The stream and the app call that serves it, or None when the request was answered
     here (an unsupported `:protocol`, a bad WebSocket handshake)."""
-    method = path = authority = b""
-    scheme = extended = None
-    headers = []
-    for name, value in request_headers:
-        if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name == b":authority":
-                authority = value
-            elif name == b":scheme":
-                scheme = value
-            elif name == b":protocol":
-                extended = value
-        else:
-            headers.append((name, value))
-    if authority and not any(name == b"host" for name, _ in headers):
-        headers.insert(0, (b"host", authority))
     state = protocol.state
     base = protocol.base_scope
     scope = http_scope(
-        "2", base["server"], base["client"], scheme.decode("ascii") if scheme else base["scheme"],
-        method.decode("ascii"), path, headers, state.root_path, state.lifespan_state,
-        base["extensions"],
+        "2", base["server"], base["client"], head.scheme or base["scheme"], head.method,
+        head.path, list(head.headers), state.root_path, state.lifespan_state, base["extensions"],
     )
+    extended = head.extended
     if protocol.forwarded:
         apply_forwarded(scope, state.trusted_peers)
     if extended is not None:
@@ -61,7 +79,7 @@ def open_stream(protocol: H2Protocol, stream_id: int, request_headers: Iterable[
         return _open_websocket(protocol, stream_id, scope)
     exchange = Exchange(protocol, scope, ended, False, state.log_access, stream_id)
     stream = Stream(exchange)
-    stream.no_body = method == b"HEAD"
+    stream.no_body = head.method == "HEAD"
     return stream, exchange
 
 

@@ -20,7 +20,7 @@ from ..asgi import Exchange, ResponseFramingError
 from ..logs import error_logger
 from .drain import Drains
 from .fields import plain_fields, response_fields
-from .requests import pushed_request
+from .requests import RequestHead, pushed_request
 from .stream import Stream, wake
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class StreamResponses:
     goaway_sent: bool
     socket_paused: bool
     flush_scheduled: bool
+    grant_at: int
     writev: bool
     unflushed: int
     headers_held: int
@@ -58,8 +59,7 @@ class StreamResponses:
     if TYPE_CHECKING:  # H2Protocol's own, which this part calls
         def _drop_stream(self, stream_id: int) -> None: ...
 
-        def _open_stream(self, stream_id: int, request_headers: Iterable[tuple[bytes, bytes]],
-                         ended: bool, header_size: int = 0) -> None: ...
+        def _open_stream(self, stream_id: int, head: RequestHead, ended: bool) -> None: ...
 
         def _close(self, grace: float | None = None) -> None: ...
 
@@ -136,7 +136,7 @@ class StreamResponses:
         except h2.exceptions.ProtocolError as exc:
             error_logger.debug("server push refused: %s", exc)
             return
-        self._open_stream(promised, request, True)
+        self._open_stream(promised, RequestHead(request), True)
         self._flush()
 
     async def drain(self, exchange: Exchange) -> None:
@@ -155,7 +155,15 @@ class StreamResponses:
         stream = self.streams.get(exchange.carrier_key)
         if stream is not None and (not exchange.body_complete or stream.websocket is not None) \
                 and not self.closing:
-            self._grant(exchange.carrier_key, nbytes)
+            # Granted in batches of a quarter of the window: the client keeps at least three
+            # quarters to send in, and a WebSocket of small messages is not answered with a
+            # WINDOW_UPDATE frame for each.
+            owed = stream.window_owed + nbytes
+            if owed < self.grant_at:
+                stream.window_owed = owed
+                return
+            stream.window_owed = 0
+            self._grant(exchange.carrier_key, owed)
             self.flush_soon()
 
     def abort(self, exchange: Exchange, code: ErrorCodes = ErrorCodes.INTERNAL_ERROR) -> None:

@@ -19,7 +19,7 @@ class Stream:
     the response is sent or the stream is reset."""
 
     __slots__ = ("exchange", "pending", "pending_size", "pending_end", "waiter", "remaining", "no_body",
-                 "stalled_since", "session", "websocket", "header_size", "opened_at")
+                 "stalled_since", "session", "websocket", "header_size", "opened_at", "window_owed")
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -34,6 +34,7 @@ class Stream:
         self.stalled_since: float | None = None  # when the peer's window last ran out
         self.header_size = 0  # the request head, decoded, as --h2-max-headers-held counts it
         self.opened_at = 0.0  # loop time the app was called
+        self.window_owed = 0  # request data the app has read and no WINDOW_UPDATE granted yet
         # An extended CONNECT stream (RFC 8441): the WebSocket session and its carrier.
         self.session: WebSocketSession | None = None
         self.websocket: H2WebSocket | None = None
