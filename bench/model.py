@@ -133,6 +133,7 @@ class Scenario:
     tool: str = "wrk"         # the load generator it needs (on PATH, or in bench/.venv/bin)
     http2: bool = False       # servers switch their HTTP/2 support on
     websocket: bool = False   # servers pick their WebSocket implementation
+    deflate: bool = False     # WebSocket with permessage-deflate offered (and required)
     workers: int = 1          # worker processes per server
     canned: bool = False      # only GET / answered with the app's body: the ceiling can serve it
     access_log: bool = False  # every server with its own default access log on

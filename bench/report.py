@@ -58,6 +58,13 @@ def unit_table(servers: Sequence[Server], rows: Sequence[tuple[Scenario, Figure]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for sc, fig in rows:
         name = f"{sc.name} {fig.label}".strip()
+        reasons = {cells[(sc.key, sv.name)].skipped for sv in servers}
+        if len(reasons) == 1 and "" not in reasons:
+            # The row could not run at all (e.g. a load tool without the flag it needs).
+            blank = ["—"] * (len(measured) + 3)
+            lines.append("| " + " | ".join([name, "all", *blank, "skipped: " + reasons.pop()])
+                         + " |")
+            continue
         for sv in servers:
             cell = cells[(sc.key, sv.name)]
             ratios = [fmt_ratio(cell, cells[(sc.key, other.name)], fig.key) for other in measured]
@@ -88,14 +95,17 @@ def comparisons(servers: Sequence[Server], scenarios: Sequence[Scenario], cells:
     wanted = [(a, b, what) for a, b, what in pairs if a in keys and b in keys]
     if not wanted:
         return []
-    lines = ["", "| comparison | " + " | ".join(s.name for s in servers) + " |",
-             "|" + "---|" * (len(servers) + 1)]
-    for a, b, what in wanted:
-        key = keys[a].figures[0].key
-        row = []
-        for sv in servers:
-            value = ratio(cells[(a, sv.name)], cells[(b, sv.name)], key)
-            row.append("—" if value is None else f"{value:.0%}")
+    table = {(a, b, what): [ratio(cells[(a, sv.name)], cells[(b, sv.name)], keys[a].figures[0].key)
+                            for sv in servers] for a, b, what in wanted}
+    table = {pair: values for pair, values in table.items() if any(v is not None for v in values)}
+    # Only the servers with at least one comparison (not the ceiling, say).
+    columns = [i for i in range(len(servers)) if any(vs[i] is not None for vs in table.values())]
+    if not columns:
+        return []
+    lines = ["", "| comparison | " + " | ".join(servers[i].name for i in columns) + " |",
+             "|" + "---|" * (len(columns) + 1)]
+    for (a, b, what), values in table.items():
+        row = ["—" if values[i] is None else f"{values[i]:.0%}" for i in columns]
         lines.append(f"| {what} (`{a}` / `{b}`) | " + " | ".join(row) + " |")
     return lines
 

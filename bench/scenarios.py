@@ -108,7 +108,7 @@ SCENARIOS = [
     Scenario("ws", "WebSocket echo", False, ws.echo(), ws_echo(""), (MSG,), tool="ws_load",
              websocket=True),
     Scenario("ws-deflate", "WebSocket echo, permessage-deflate", False, ws.echo(("--deflate",)),
-             ws_echo("--deflate "), (MSG,), tool="ws_load", websocket=True,
+             ws_echo("--deflate "), (MSG,), tool="ws_load", websocket=True, deflate=True,
              unavailable=lambda: ws.needs_flag("--deflate")),
     Scenario("ws-h2", "WebSocket echo over h2c (RFC 8441)", False, ws.echo(("--h2",)),
              ws_echo("--h2 "), (MSG,), tool="ws_load", http2=True, websocket=True,

@@ -120,6 +120,8 @@ def granian_cmd(launch: Launch) -> list[str]:
 def granian_supports(scenario: Scenario) -> str:
     if scenario.http2 and scenario.websocket:
         return "no RFC 8441: its h2c SETTINGS have no ENABLE_CONNECT_PROTOCOL"
+    if scenario.deflate:
+        return "no permessage-deflate: it answers the offer without the extension"
     return ""
 
 
@@ -156,6 +158,8 @@ def gunicorn_cmd(launch: Launch) -> list[str]:
 def gunicorn_supports(scenario: Scenario) -> str:
     if scenario.http2 and scenario.websocket:
         return "its HTTP/2 has no extended CONNECT (RFC 8441)"
+    if scenario.deflate:
+        return "no permessage-deflate in its asgi worker's WebSocket code"
     return ""
 
 
