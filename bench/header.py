@@ -98,6 +98,12 @@ def tools_line(scenarios: Sequence[Scenario]) -> str:
     return ", ".join(parts)
 
 
+def untimed(scenarios: Sequence[Scenario]) -> str:
+    """The rows that take neither duration nor warm-up (memory: nothing there is timed)."""
+    keys = [f"`{sc.key}`" for sc in scenarios if not sc.warmup]
+    return f" (not {', '.join(keys)}: see below)" if keys else ""
+
+
 def header(servers: Sequence[Server], scenarios: Sequence[Scenario], options: LoadOptions,
            duration: float, warmup: float, rounds: int) -> list[str]:
     vers = versions(servers)
@@ -116,7 +122,7 @@ def header(servers: Sequence[Server], scenarios: Sequence[Scenario], options: Lo
         "Servers: " + ", ".join(f"{name} {v}" for name, v in vers.items()) + "."
         + (f" gateway extra flags: `{shlex.join(GATEWAY_EXTRA)}`." if GATEWAY_EXTRA else ""),
         f"Load: {tools_line(scenarios)}; {duration:g}s per measurement after {warmup:g}s "
-        f"warm-up, {rounds} interleaved round(s), median reported. Rows:",
+        f"warm-up{untimed(scenarios)}, {rounds} interleaved round(s), median reported. Rows:",
         "",
     ]
     lines += [f"- `{sc.key}`: {sc.describe(options)}" for sc in scenarios]
