@@ -1,28 +1,50 @@
 #!/usr/bin/env bash
 # Prepare the benchmark environment. Safe to run repeatedly.
 #
-# The peer servers live in their own venv (bench/.venv) so that their
-# dependencies never leak into the project's own environment, and so that
-# every server in a run is started from the same interpreter.
+#   bash bench/setup.sh          bench/.venv (the default interpreter), wrk, h2load, ws_load
+#   bash bench/setup.sh 3.13     also bench/.venv-3.13, the same servers on Python 3.13, for
+#                                `run.py --python 3.13` (from ~/.pyenv/versions/3.13.*, else
+#                                python3.13 on PATH)
+#
+# The peer servers live in their own venv so that their dependencies never leak into the
+# project's own environment, and so that every server in a column is started from the same
+# interpreter.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
+version="${1:-}"
+
+# Every server of the benchmark, and the gateway itself, editable, so the benchmark always
+# runs the work tree. zttp: uvicorn's experimental HTTP/2 (`--http zttp --http2`).
+install_servers() {
+    local venv="$1"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --upgrade \
+        'uvicorn[standard]' zttp hypercorn granian 'gunicorn[fast,http2]>=25' trustme
+    if [ -f "$root/pyproject.toml" ]; then
+        "$venv/bin/python" -m pip install --quiet -e "$root[standard]"
+    fi
+}
+
+if [ -n "$version" ]; then
+    python="$( (ls -d "$HOME/.pyenv/versions/$version".* 2>/dev/null || true) | sort -V | tail -n 1)"
+    python="${python:+$python/bin/python$version}"
+    [ -x "${python:-}" ] || python="$(command -v "python$version" || true)"
+    if [ -z "$python" ]; then
+        echo "no Python $version: neither ~/.pyenv/versions/$version.* nor python$version" >&2
+        exit 1
+    fi
+    venv="$here/.venv-$version"
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+    install_servers "$venv"
+    echo "bench environment for Python $version ready: $venv"
+    exit 0
+fi
+
 venv="$here/.venv"
-
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-# zttp: uvicorn's experimental HTTP/2 (`--http zttp --http2`) for the h2 rows.
-"$venv/bin/python" -m pip install --quiet --upgrade \
-    'uvicorn[standard]' zttp hypercorn granian 'gunicorn[fast,http2]>=25' trustme
-
-# The gateway itself, editable, so the benchmark always runs the work tree.
-if [ -f "$root/pyproject.toml" ]; then
-    "$venv/bin/python" -m pip install --quiet -e "$root[standard]"
-fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+install_servers "$venv"
 
 # Load generators from Debian: wrk for HTTP/1.1, h2load (nghttp2-client) for HTTP/2;
 # gcc, the libc and zlib headers to build the WebSocket one (build-essential is not a given;
