@@ -78,7 +78,6 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.socket_paused = False
         self.reading_blocked = 0  # _HELD | _SOCKET: why the transport is not being read
         self.flush_scheduled = False
-        self.writev = False  # plain sockets: large responses leave by writelines, uncopied
         self.grant_at = max(1, state.config.h2_initial_window_size // 4)  # see body_consumed
         self.unflushed = 0  # DATA bytes given to h2 since the last write to the socket
         self.connection_unacked = 0
@@ -117,7 +116,6 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
             server = scope_address(transport.get_extra_info("sockname"))
         else:
             client, server = addresses
-        self.writev = ssl_object is None
         self.forwarded = state.proxy_headers and state.trusted_peers.trusts(client[0] if client else None)
         self.base_scope = {
             "server": server,

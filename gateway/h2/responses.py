@@ -51,7 +51,6 @@ class StreamResponses:
     socket_paused: bool
     flush_scheduled: bool
     grant_at: int
-    writev: bool
     unflushed: int
     headers_held: int
     idle_since: float | None
@@ -293,9 +292,10 @@ class StreamResponses:
         chunks = self.conn.take_output()
         if not chunks or self.transport is None or self.closing:
             return
-        if bodies >= _GATHER_BELOW and self.writev:
-            # Frame headers and the app's body chunks go out in one writev, the bodies
-            # uncopied; over TLS each chunk would be a record of its own, so they are joined.
+        if bodies >= _GATHER_BELOW:
+            # Frame headers and the app's body chunks go out as they are, the bodies uncopied:
+            # one writev on a plain socket. Over TLS too: joining them first measured at half
+            # the MB/s of a 1 MiB download (h2load -c4 -m4).
             self.bytes_out += sum(map(len, chunks))
             self.transport.writelines(chunks)
         else:
