@@ -193,6 +193,22 @@ class StreamResponses:
                 raise ResponseFramingError(
                     "response body does not match its Content-Length"
                 )
+        if not stream.pending and (body or not more_body) and len(body) <= self.conn.max_outbound_frame_size:
+            # Nothing waits before it and it fits one frame: sent now, unless out of window.
+            try:
+                self.conn.send_data(stream_id, body, end_stream=not more_body)
+            except h2.exceptions.FlowControlError:
+                pass  # it waits for window below
+            except h2.exceptions.ProtocolError:  # the stream is closed
+                self._drop_stream(stream_id)
+                return
+            else:
+                self.unflushed += len(body)
+                if self.ledger is not None:
+                    self.ledger.earn(1)  # its DATA frame may bring a WINDOW_UPDATE back
+                if not more_body:
+                    self._response_sent(stream_id, stream)
+                return
         stream.pending_end = not more_body
         if body:
             stream.pending.append(body)
