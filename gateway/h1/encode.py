@@ -150,6 +150,22 @@ class ResponseEncoder:
         return b""
 
 
+    def file_chunk(self, size: int) -> tuple[bytes, bytes]:
+        """What goes before and after `size` body bytes the connection sends itself (a file
+        the kernel copies), the response going on after them."""
+        mode = self.mode
+        if mode == MODE_LENGTH:
+            if size > self.remaining:
+                raise BodyLengthError(
+                    f"response body is longer than its Content-Length ({self.remaining} bytes"
+                    f" left, got {size})"
+                )
+            self.remaining -= size
+        elif mode == MODE_CHUNKED:
+            return b"%x\r\n" % size, b"\r\n"
+        return b"", b""
+
+
 def _parse_length(value: bytes) -> int:
     if type(value) is not bytes:
         raise TypeError(f"header values must be bytes, got {type(value).__name__}")

@@ -65,6 +65,12 @@ class H1Engine(Protocol):
     def body(self, data: bytes, more_body: bool) -> bytes:
         """Bytes for a further body chunk. Raises BodyLengthError on a Content-Length breach."""
 
+    def file_chunk(self, size: int) -> tuple[bytes, bytes]:
+        """The bytes that go before and after `size` body bytes the connection writes itself
+        (a file the kernel copies to the socket), counted against the response's framing like
+        a chunk from `body`. Only for a response whose body goes on the wire (not HEAD, 204 or
+        304: the exchange sends no file for those). Raises BodyLengthError like `body`."""
+
     def informational(self, status: int, headers: Headers) -> bytes: ...
 
     def upgrade_tail(self) -> bytes:

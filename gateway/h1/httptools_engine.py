@@ -134,6 +134,9 @@ class HttptoolsEngine:
     def body(self, data: bytes, more_body: bool) -> bytes:
         return self.encoder.body(data, more_body)
 
+    def file_chunk(self, size: int) -> tuple[bytes, bytes]:
+        return self.encoder.file_chunk(size)
+
     def informational(self, status: int, headers: Headers) -> bytes:
         lines = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
         return status_line(status) + lines + b"\r\n"
