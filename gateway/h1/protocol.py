@@ -16,6 +16,7 @@ from typing import Any
 from ..asgi import (
     BODY_HIGH_WATER,
     EARLY_HINT_EXTENSION,
+    FILE_EXTENSIONS,
     Addresses,
     Exchange,
     http_scope,
@@ -35,6 +36,7 @@ from ..ws.session import WebSocketSession
 from .engine import Headers, RequestError
 from .h2c import H2CSwitch, H2CUpgrade, speaks_http2
 from .responses import BODY, HELD, WRITE, ResponseWriting
+from .sendfile import KernelCopy
 from .websocket import H1WebSocket
 
 try:
@@ -114,6 +116,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.ledger: Ledger | None = None
         self.bytes_in = 0  # metrics: read from and written to the transport
         self.bytes_out = 0
+        self.copy: KernelCopy | None = None  # a file the kernel is copying to the socket
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -131,7 +134,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.forwarded = self.state.proxy_headers and self.state.trusted_peers.trusts(
             self.client[0] if self.client else None)
         ssl_object = transport.get_extra_info("ssl_object")
-        self.extensions = {EARLY_HINT_EXTENSION: {}}
+        self.extensions = {EARLY_HINT_EXTENSION: {}, **FILE_EXTENSIONS}
         if ssl_object is not None:
             self.scheme = "https"
             if self.tls_info is not None:
@@ -263,6 +266,8 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
                 item[0].feed_disconnect()
         self.pipeline.clear()
         self.held.clear()
+        if self.copy is not None:
+            self.copy.abandon()
         self.write_paused = False
         self._drained.wake()
 
@@ -421,7 +426,10 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         state = self.state
-        if self.stall.overdue(self.transport, now, state.send_timeout):
+        copy = self.copy
+        if self.stall.overdue(self.transport, now, state.send_timeout) or (
+            copy is not None and state.send_timeout and copy.overdue(now, state.send_timeout)
+        ):
             error_logger.debug("dropping %s: it read nothing for --send-timeout", address_text(self.client))
             self.force_close()
             return
@@ -441,6 +449,8 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         if self.transport is not None:
             self.closing = True
             self.transport.abort()
+        if self.copy is not None:
+            self.copy.abandon()
 
     def _start(self, exchange: Exchange, keep_alive: bool) -> None:
         self.current = exchange

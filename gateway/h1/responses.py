@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..asgi import HEAD_PENDING, START, Exchange, ResponseFramingError
+from ..files import FileSendError
 from ..logs import address_text, error_logger
 from ..wakeup import Wakeup
 from .encode import simple_response
 from .engine import BodyLengthError, RequestError
+from .sendfile import KernelCopy
 
 if TYPE_CHECKING:
     from ..state import ServerState
@@ -34,7 +36,11 @@ class ResponseWriting:
 
     state: ServerState
     engine: Any
+    loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport | None
+    scheme: str
+    copy: KernelCopy | None
+    bytes_out: int
     client: tuple[str, int] | None
     closing: bool
     broken: bool
@@ -53,6 +59,8 @@ class ResponseWriting:
         def _response_done(self) -> None: ...
 
         def _close(self) -> None: ...
+
+        def force_close(self) -> None: ...
 
     # -- the exchange's carrier calls ----------------------------------------------------
 
@@ -93,6 +101,45 @@ class ResponseWriting:
                 return
         if not more_body:
             self._response_done()
+
+    @property
+    def sends_files(self) -> bool:
+        """Whether `send_file` may be used: the kernel can copy a file only onto a plain socket
+        (TLS encrypts in user space)."""
+        return self.scheme == "http"
+
+    async def send_file(self, exchange: Exchange, fd: int, offset: int, count: int) -> int:
+        """`count` bytes of the file `fd` from `offset`, as one body chunk of the response
+        begun, copied by the kernel (sendfile.py). Returns the bytes the client was given: fewer
+        when it went away, which the exchange is told as for any body chunk."""
+        if self.closing or exchange is not self.current:
+            return 0
+        try:
+            before, after = self.engine.file_chunk(count)
+        except BodyLengthError as exc:
+            self._framing_error(exchange, exc)
+        transport = self.transport
+        assert transport is not None
+        if before:
+            self.bytes_out += len(before)
+            transport.write(before)
+        copy = self.copy = KernelCopy(self.loop, transport, fd, offset, count)
+        try:
+            sent = await copy.run()
+        except FileSendError:
+            # The response cannot be completed as framed: the connection ends with it.
+            self.abort(exchange)
+            raise
+        finally:
+            self.copy = None
+            self.bytes_out += copy.sent
+        if sent < count:
+            exchange.feed_disconnect()
+            self.force_close()
+        elif after:
+            self.bytes_out += len(after)
+            transport.write(after)
+        return sent
 
     async def drain(self, exchange: Exchange) -> None:
         if self.write_paused:
