@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 from .fields import has_control_characters
+from .files import FileRegion, FileSendError, open_path, read_region, zerocopy_region
 from .loading import ASGIApp, Message
 from .logs import log_request_event
 
@@ -90,8 +91,19 @@ DONE = ExchangeState.DONE
 TRAILERS_EXTENSION = "http.response.trailers"
 EARLY_HINT_EXTENSION = "http.response.early_hint"
 PUSH_EXTENSION = "http.response.push"
+PATHSEND_EXTENSION = "http.response.pathsend"
+ZEROCOPYSEND_EXTENSION = "http.response.zerocopysend"
 _EXTENSION_MESSAGES = frozenset((EARLY_HINT_EXTENSION, PUSH_EXTENSION))
-
+_FILE_MESSAGES = frozenset((PATHSEND_EXTENSION, ZEROCOPYSEND_EXTENSION))
+_NO_BODY_STATUS = frozenset((204, 304))
+_FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding"))
+# A file part this small is read and sent like a body chunk even where the kernel could copy
+# it: the head and the bytes then leave in one write, against a write and a sendfile.
+KERNEL_COPY_MIN = 64 * 1024
+# The scope extensions every HTTP carrier declares, for sending files: a carrier that cannot
+# have the kernel copy a file gets it as body chunks (`Exchange._send_file`). Their empty dicts
+# are shared by every connection's `extensions`, which costs a connection nothing more.
+FILE_EXTENSIONS: dict[str, Any] = {PATHSEND_EXTENSION: {}, ZEROCOPYSEND_EXTENSION: {}}
 
 
 class Carrier(Protocol):
@@ -119,6 +131,10 @@ class Carrier(Protocol):
     def body_consumed(self, exchange: Exchange, nbytes: int) -> None: ...
 
     def abort(self, exchange: Exchange) -> None: ...
+
+    # A carrier that can have the kernel copy a file to its socket also has `sends_files`
+    # (true while it can) and `async send_file(exchange, fd, offset, count) -> int`, the bytes
+    # the client was given; for any other, the exchange reads the file into body chunks.
 
 
 # A connection's (client, server) as the scope gives them.
@@ -193,6 +209,21 @@ def websocket_scope(http: dict[str, Any], subprotocols: list[str],
         "state": http["state"],
         "extensions": extensions,
     }
+
+
+def with_length(headers: Iterable[Any], length: int) -> Iterable[Any]:
+    """The app's response headers with a Content-Length of `length`, unless they frame the
+    body themselves. Malformed headers are passed on as they are, for the carrier to refuse."""
+    headers = list(headers)
+    for header in headers:
+        try:
+            name = header[0]
+        except (TypeError, IndexError, KeyError):
+            return headers
+        if isinstance(name, bytes) and name.lower() in _FRAMING_FIELDS:
+            return headers
+    headers.append((b"content-length", b"%d" % length))
+    return headers
 
 
 class Exchange:
@@ -309,6 +340,9 @@ class Exchange:
             self.state = HEAD_PENDING
             return
         if kind != "http.response.body":
+            if kind in _FILE_MESSAGES and (state is HEAD_PENDING or state is HEAD_SENT):
+                await self._send_file(kind, message)
+                return
             if kind == "http.response.trailers" and state is TRAILERS_PENDING:
                 await self._send_trailers(message)
                 return
@@ -353,6 +387,58 @@ class Exchange:
             self._response_done()
         if self.carrier.write_paused:
             await self.carrier.drain(self)
+
+    async def _send_file(self, kind: str, message: Message) -> None:
+        """`http.response.pathsend` (the whole body, a file by path) and
+        `http.response.zerocopysend` (a part of an open file, as a body chunk)."""
+        if kind not in self.scope["extensions"]:
+            raise ASGIMessageError(f"{kind!r} needs the {kind!r} extension, not offered here")
+        if kind == PATHSEND_EXTENSION:
+            if self.state is not HEAD_PENDING:
+                raise ASGIMessageError(
+                    "'http.response.pathsend' is the whole body: it cannot follow another body message"
+                )
+            region = open_path(message.get("path"))
+            more_body = False
+        else:
+            region = zerocopy_region(message)
+            more_body = bool(message.get("more_body", False))
+        sent = 0
+        try:
+            sent = await self._send_region(region, more_body)
+        finally:
+            region.release(sent)
+
+    async def _send_region(self, region: FileRegion, more_body: bool) -> int:
+        """Send the region as body; returns the bytes of it sent."""
+        if self.state is HEAD_PENDING and not more_body and self.status not in _NO_BODY_STATUS:
+            # The file is the whole body: its length is known, so HTTP/1.1 need not chunk it.
+            self.headers = with_length(self.headers, region.count)
+        if self.scope["method"] == "HEAD" or self.status in _NO_BODY_STATUS:
+            await self.send({"type": "http.response.body", "body": b"", "more_body": more_body})
+            return 0
+        carrier: Any = self.carrier
+        if region.count > KERNEL_COPY_MIN and getattr(carrier, "sends_files", False):
+            if self.state is HEAD_PENDING:
+                try:
+                    carrier.write_head(self, self.status, self.headers, b"", True)
+                except (TypeError, ValueError) as exc:
+                    raise ASGIMessageError(f"'http.response.start' field 'headers': {exc}") from None
+                if self.state is HEAD_PENDING:
+                    self.state = HEAD_SENT
+            sent: int = await carrier.send_file(self, region.fd, region.offset, region.count)
+            self.bytes_sent += sent
+            if sent == region.count and not more_body:
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            return sent
+        sent = 0
+        for chunk in read_region(region):
+            sent += len(chunk)
+            await self.send({"type": "http.response.body", "body": chunk,
+                             "more_body": more_body or sent < region.count})
+        if not region.count:
+            await self.send({"type": "http.response.body", "body": b"", "more_body": more_body})
+        return sent
 
     async def _send_extension(self, kind: str, message: Message) -> None:
         """Early hints (103) and server push, for carriers that declare them in the scope."""
@@ -455,7 +541,7 @@ class Exchange:
         if isinstance(exc, ClientDisconnected) and self.disconnected:
             self._log(DEBUG, "client went away during the request")
             return
-        if isinstance(exc, ResponseFramingError):
+        if isinstance(exc, (ResponseFramingError, FileSendError)):
             self._log(ERROR, "%s", exc)
         else:
             self._log(ERROR, "Exception in ASGI app", exc=exc)

@@ -16,6 +16,7 @@ from h2.errors import ErrorCodes
 
 from ..asgi import (
     EARLY_HINT_EXTENSION,
+    FILE_EXTENSIONS,
     PUSH_EXTENSION,
     TRAILERS_EXTENSION,
     Addresses,
@@ -108,7 +109,9 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         state = self.state
         self.ledger = ledger
         ssl_object = transport.get_extra_info("ssl_object")
-        extensions: dict[str, Any] = {TRAILERS_EXTENSION: {}, EARLY_HINT_EXTENSION: {}}
+        extensions: dict[str, Any] = {
+            TRAILERS_EXTENSION: {}, EARLY_HINT_EXTENSION: {}, **FILE_EXTENSIONS,
+        }
         if ssl_object is not None and self.tls_info is not None:
             extensions["tls"] = self.tls_info.extension(ssl_object)
         if addresses is None:
