@@ -102,6 +102,15 @@ def test_a_big_file_over_tls_arrives_whole(serve, certs, big_file, http, loop):
         assert client.get(server.url).content == data
 
 
+def test_a_file_over_a_unix_socket(serve, big_file, tmp_path):
+    path, data = big_file
+    sock = tmp_path / "gateway.sock"
+    with serve(path_app(path), bind=[f"unix:{sock}"]), \
+            httpx.Client(transport=httpx.HTTPTransport(uds=str(sock))) as client:
+        response = client.get("http://localhost/")
+        assert response.content == data
+
+
 def test_curl_downloads_the_file(serve, big_file, tmp_path):
     path, data = big_file
     out = tmp_path / "out.bin"
@@ -406,6 +415,38 @@ def test_a_client_that_reads_nothing_is_dropped_after_the_send_timeout(serve, hu
     assert not log.tracebacks()
 
 
+def test_a_copy_past_the_response_timeout_is_cut_off(serve, huge_file, http, loop):
+    path, _ = huge_file
+    seen: dict = {}
+    with captured_log() as log, serve(path_app(path, seen=seen), http=http, loop=loop,
+                                      response_timeout=1, send_timeout=0) as server:
+        sock = connect_tcp(server.port, rcvbuf=128 * 1024)
+        sock.sendall(request("GET", "/"))
+        assert wait_until(lambda: seen.get("ended"), timeout=5)
+        assert not seen.get("returned")  # cancelled in its send
+        assert ended_within(sock, 3)
+        sock.close()
+        assert wait_until(lambda: server.connection_count == 0)
+    assert not log.tracebacks()
+
+
+def test_no_descriptor_is_left_open(serve, huge_file, loop):
+    """The files opened for pathsend and the socket duplicates a copy waits on are closed,
+    whether the copy ends or the client leaves."""
+    path, _ = huge_file
+    with serve(path_app(path), loop=loop) as server:
+        httpx.get(server.url, timeout=10)
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(5):
+            httpx.get(server.url, timeout=10)
+            sock = connect_tcp(server.port, rcvbuf=128 * 1024)
+            sock.sendall(request("GET", "/"))
+            sock.recv(65536)
+            sock.close()
+        assert wait_until(lambda: server.connection_count == 0)
+        assert wait_until(lambda: len(os.listdir("/proc/self/fd")) <= before)
+
+
 def test_other_clients_are_served_during_a_long_copy(serve, huge_file):
     """The copy yields the loop between its turns."""
     path, size = huge_file
@@ -433,6 +474,25 @@ def test_other_clients_are_served_during_a_long_copy(serve, huge_file):
 
 
 # -- counts ---------------------------------------------------------------------------------------
+
+
+def test_the_sent_bytes_metric_counts_the_file(serve, big_file):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    path, data = big_file
+
+    def sent(port: int) -> float:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return next(sample.value for family in text_string_to_metric_families(text)
+                    for sample in family.samples if sample.name == "gateway_sent_bytes_total")
+
+    with serve(path_app(path), metrics_bind="127.0.0.1:0") as server:
+        port = server.server.metrics.sock.getsockname()[1]
+        with httpx.Client() as client:
+            for _ in range(3):
+                assert len(client.get(server.url).content) == len(data)
+        assert wait_until(lambda: sent(port) >= 3 * len(data))
+        assert sent(port) < 3 * (len(data) + 1000)  # the files and their heads, once each
 
 
 def test_the_access_log_counts_the_file_bytes(serve, big_file, certs):

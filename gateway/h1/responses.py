@@ -113,6 +113,7 @@ class ResponseWriting:
         begun, copied by the kernel (sendfile.py). Returns the bytes the client was given: fewer
         when it went away, which the exchange is told as for any body chunk."""
         if self.closing or exchange is not self.current:
+            exchange.feed_disconnect()  # the connection is going: nothing more reaches the client
             return 0
         try:
             before, after = self.engine.file_chunk(count)
