@@ -149,7 +149,6 @@ class ResponseEncoder:
             return data
         return b""
 
-
     def file_chunk(self, size: int) -> tuple[bytes, bytes]:
         """What goes before and after `size` body bytes the connection sends itself (a file
         the kernel copies), the response going on after them."""
