@@ -189,6 +189,63 @@ def test_a_204_by_pathsend_has_no_body_and_no_length(serve, big_file, http):
             assert response.status == 204 and response.get(b"content-length") is None
 
 
+# -- the engines' framing of bytes they do not see (sans-IO, h11 the reference) -------------------
+
+
+class _Defaults:
+    head_lines = b"server: gateway\r\n"
+    header_lines = b""
+    date_line = b""
+    head_fields = [(b"server", b"gateway")]
+    header_fields: list[tuple[bytes, bytes]] = []
+    date_value = b""
+
+
+class _Handler:
+    def on_request(self, *args) -> None: ...
+
+    def on_body(self, data: bytes) -> None: ...
+
+    def on_request_end(self) -> None: ...
+
+
+def _framed_with_file_chunks(engine_class, version: bytes, headers, parts: list[bytes]) -> bytes:
+    """A response whose body is `parts`, each framed by `file_chunk` and put between its
+    framing bytes as the kernel copy would."""
+    engine = engine_class(_Handler(), 4096, _Defaults())
+    engine.feed(b"GET / HTTP/%b\r\nhost: x\r\n\r\n" % version)
+    data, _ = engine.start_response(200, headers, b"", True, version == b"1.1")
+    for part in parts:
+        before, after = engine.file_chunk(len(part))
+        data += before + part + after
+    return data + engine.body(b"", False)
+
+
+@pytest.mark.parametrize(("version", "headers"), [
+    (b"1.1", [(b"content-length", b"12")]), (b"1.1", []), (b"1.0", []),
+], ids=["length", "chunked", "http10-close"])
+def test_both_engines_frame_file_chunks_alike(version, headers):
+    from gateway.h1.h11_engine import H11Engine
+    from gateway.h1.httptools_engine import HttptoolsEngine
+
+    parts = [b"hello", b"", b"world!!"]
+    h11_bytes = _framed_with_file_chunks(H11Engine, version, headers, parts)
+    fast_bytes = _framed_with_file_chunks(HttptoolsEngine, version, headers, parts)
+    assert fast_bytes.lower() == h11_bytes.lower()
+    assert h11_bytes.endswith(b"\r\n\r\n5\r\nhello\r\n7\r\nworld!!\r\n0\r\n\r\n"
+                              if version == b"1.1" and not headers else b"\r\n\r\nhelloworld!!")
+
+
+def test_both_engines_refuse_file_chunks_past_the_length():
+    from gateway.h1.engine import BodyLengthError
+    from gateway.h1.h11_engine import H11Engine
+    from gateway.h1.httptools_engine import HttptoolsEngine
+
+    for engine_class in (H11Engine, HttptoolsEngine):
+        with pytest.raises(BodyLengthError):
+            _framed_with_file_chunks(engine_class, b"1.1", [(b"content-length", b"4")], [b"hello"])
+
+
 # -- zerocopysend ---------------------------------------------------------------------------------
 
 

@@ -160,7 +160,7 @@ class ResponseEncoder:
                     f" left, got {size})"
                 )
             self.remaining -= size
-        elif mode == MODE_CHUNKED:
+        elif mode == MODE_CHUNKED and size:  # (an empty chunk would end the body)
             return b"%x\r\n" % size, b"\r\n"
         return b"", b""
 

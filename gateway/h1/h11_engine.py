@@ -142,6 +142,8 @@ class H11Engine:
         # h11 frames data it never reads: `send_with_data_passthrough` hands back the object
         # given as Data.data, between the framing bytes, and needs only its len() (h11's docs
         # describe this use, for sendfile).
+        if not size:
+            return b"", b""
         stand_in = _Length(size)
         try:
             parts = self.conn.send_with_data_passthrough(h11.Data(data=stand_in))  # type: ignore[arg-type]
