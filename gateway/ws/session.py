@@ -1,6 +1,6 @@
 """One WebSocket, as the ASGI app sees it, over either carrier.
 
-The session knows the ASGI websocket spec and wsproto's frames; the carrier (an HTTP/1.1
+The session knows the ASGI websocket spec and the frame layer's events; the carrier (an HTTP/1.1
 connection after its 101, or an HTTP/2 extended CONNECT stream) only moves bytes. Until the
 app accepts, the session holds an HTTP `Exchange` for the same request: a denial (a close
 before accept, `websocket.http.response.*`, an app error) is an ordinary HTTP response written
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from logging import DEBUG, ERROR
 from typing import Any, Protocol
 
-from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.frame_protocol import CloseReason
 
@@ -127,7 +127,7 @@ class WebSocketSession:
         self.settings = settings
         self.loop = asyncio.get_running_loop()
         self.state = CONNECTING
-        self.connection: Connection | None = None
+        self.connection: FrameConnection | None = None
         self.connect_delivered = False
         self.inbox: deque[tuple[Message, int]] = deque()  # messages and their sizes in bytes
         self.inbox_bytes = 0
@@ -212,7 +212,7 @@ class WebSocketSession:
             self.flow.hold(INBOX)
         self._arrived.wake()
 
-    def _on_ping(self, connection: Connection, payload: bytes) -> None:
+    def _on_ping(self, connection: FrameConnection, payload: bytes) -> None:
         # A peer that reads its pongs could otherwise have one written per ping forever.
         if not self.carrier.charge(self, 1):
             self._log(DEBUG, "closing the WebSocket: %s", PING_FLOOD)
@@ -230,8 +230,8 @@ class WebSocketSession:
         connection = self.connection
         assert connection is not None
         if connection.state is ConnectionState.OPEN:
-            # wsproto reports a frame it could not accept (bad UTF-8, a protocol error, a
-            # message too big) as a close in our name.
+            # The frame layer reports a frame it could not accept (bad UTF-8, a protocol
+            # error, a message too big) as a close in our name.
             self._log(DEBUG, "closing the WebSocket: %s", event.reason)
             self._fail(CloseReason(event.code), event.reason or "")
             return
@@ -335,11 +335,9 @@ class WebSocketSession:
         deflate = answer = None
         if self.settings.per_message_deflate:
             deflate, answer = negotiate_deflate(self.request.extension_offers, self.settings.max_size)
-        if deflate is not None and answer is not None:
+        if answer is not None:
             headers.append((b"sec-websocket-extensions", answer))
-            self.connection = Connection(ConnectionType.SERVER, extensions=[deflate])
-        else:
-            self.connection = FrameConnection(self.settings.max_size)  # type: ignore[assignment]
+        self.connection = FrameConnection(self.settings.max_size, deflate)
         self.state = OPEN
         self.settings.counts.opened += 1
         self.carrier.accept(self, headers)
