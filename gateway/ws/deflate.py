@@ -61,13 +61,13 @@ class MessageDeflate:
         if decompressor is None:
             decompressor = self._decompressor = zlib.decompressobj(-self.client_max_window_bits)
         room = self.max_size - self.inflated
+        if final:
+            # The tail completes the message's last deflate block: inflated in the same call,
+            # and so under the same bound.
+            data = bytes(data) + _TAIL
         # max_length room + 1 (never 0, which would mean no bound): one byte past the room
         # tells a message that is too big from one that fills it exactly.
-        out = decompressor.decompress(data, room + 1) if data else b""
-        if final and len(out) <= room:
-            # The tail completes the last deflate block; it can still expand, so it is
-            # bounded like the rest.
-            out += decompressor.decompress(_TAIL, room + 1 - len(out))
+        out = decompressor.decompress(data, room + 1)
         if len(out) > room:
             raise MessageTooBig
         if final:
