@@ -64,7 +64,7 @@ class MessageDeflate:
         if final:
             # The tail completes the message's last deflate block: inflated in the same call,
             # and so under the same bound.
-            data = bytes(data) + _TAIL
+            data += _TAIL
         # max_length room + 1 (never 0, which would mean no bound): one byte past the room
         # tells a message that is too big from one that fills it exactly.
         out = decompressor.decompress(data, room + 1)

@@ -199,7 +199,7 @@ class WebSocketSession:
             return
         if self.parts:
             self.parts.append(data)
-            data = "".join(self.parts) if type(data) is str else b"".join(self.parts)  # type: ignore[arg-type]
+            data = "".join(self.parts) if type(data) is str else b"".join(self.parts)
             self.parts = []
         if type(data) is str:
             message = {"type": "websocket.receive", "text": data}
