@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from .protocol import H1Protocol
 
 _SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+# Frames held for the end of the loop's turn are written at once past this many bytes, so that
+# an app sending in a loop (it never yields while the socket takes everything) still meets a
+# full socket and waits in `drain`. The transport's own high-water mark is 64 KiB.
+_FLUSH_AT = 64 * 1024
 
 
 class H1WebSocket(asyncio.Protocol):
@@ -40,6 +44,8 @@ class H1WebSocket(asyncio.Protocol):
         self.closing = False
         self.stall = StallWatch()
         self._drained = Wakeup()
+        self.output: list[bytes] = []  # frames sent in this turn of the loop, written at its end
+        self.output_size = 0
         self.bytes_in = 0  # metrics: read and written once the WebSocket is accepted
         self.bytes_out = 0
 
@@ -70,9 +76,34 @@ class H1WebSocket(asyncio.Protocol):
             transport.resume_reading()
 
     def send_frames(self, session: WebSocketSession, data: bytes) -> None:
-        if not self.closing:
-            self.bytes_out += len(data)
-            self.transport.write(data)
+        """Frames wait for the end of this turn of the loop, so that the echoes one turn
+        produces reach the kernel back to back, and a client is woken once for a burst rather
+        than once per write. Measured on the echo benchmark (64 connections, smoke runs): about
+        a tenth less system time per echo, and a higher rate in three runs of four."""
+        if self.closing:
+            return
+        size = len(data)
+        self.bytes_out += size
+        if size >= _FLUSH_AT:
+            self._flush()
+            self.transport.write(data)  # uncopied
+            return
+        output = self.output
+        if not output:
+            self.h1.loop.call_soon(self._flush)
+        output.append(data)
+        self.output_size += size
+        if self.output_size >= _FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        output = self.output
+        if not output:
+            return  # written already: past _FLUSH_AT, or by `close`
+        self.output = []
+        self.output_size = 0
+        if not self.closing:  # else aborted, or the connection is gone: nobody reads them
+            self.transport.write(output[0] if len(output) == 1 else b"".join(output))
 
     async def drain(self, session: WebSocketSession) -> None:
         if self.write_paused and not self.closing:
@@ -93,6 +124,7 @@ class H1WebSocket(asyncio.Protocol):
 
     def close(self, session: WebSocketSession) -> None:
         if not self.closing:
+            self._flush()
             self.closing = True
             self.transport.close()
         self._drained.wake()  # an app blocked in send learns the WebSocket is closed

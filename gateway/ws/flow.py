@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wsproto.connection import Connection, ConnectionState
+from wsproto.connection import ConnectionState
 from wsproto.events import Pong
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Flow:
             if not self.held:
                 self.carrier.resume_reading(self.session)
 
-    def answer_ping(self, connection: Connection | FrameConnection, payload: bytes) -> None:
+    def answer_ping(self, connection: FrameConnection, payload: bytes) -> None:
         """Send the pong now, or owe it (and stop reading) while the carrier cannot write."""
         if self.carrier.write_paused:
             self.owed_pong = payload
@@ -54,7 +54,7 @@ class Flow:
         else:
             self.carrier.send_frames(self.session, connection.send(Pong(payload=payload)))
 
-    def writable(self, connection: Connection | FrameConnection | None) -> None:
+    def writable(self, connection: FrameConnection | None) -> None:
         """The carrier can write again: the owed pong goes (not after our close), and reading
         resumes unless the pong filled the carrier again."""
         if not self.held & OUTPUT:

@@ -13,10 +13,11 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from wsproto.extensions import PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
 from ..fields import header_tokens
-from .deflate import BoundedDeflate
+from .deflate import MessageDeflate
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSION_FIELD = (b"sec-websocket-version", b"13")
@@ -91,19 +92,26 @@ def accept_value(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + _GUID).digest())
 
 
-def negotiate_deflate(offers: list[str], max_size: int) -> tuple[BoundedDeflate | None, bytes | None]:
-    """permessage-deflate (RFC 7692) when the client offers it acceptably: the extension and
-    the Sec-WebSocket-Extensions value to answer with, or (None, None). Offers are checked
-    here first (section 5: unknown or repeated parameters and bad values decline that offer),
-    so that wsproto only ever sees well-formed ones."""
+def negotiate_deflate(offers: list[str], max_size: int) -> tuple[MessageDeflate | None, bytes | None]:
+    """permessage-deflate (RFC 7692) when the client offers it acceptably: our codec with the
+    agreed parameters and the Sec-WebSocket-Extensions value to answer with, or (None, None).
+    Offers are checked here first (section 5: unknown or repeated parameters and bad values
+    decline that offer), so that wsproto, which settles the parameters, only ever sees
+    well-formed ones."""
     for offer in offers:
         normalised = _deflate_offer(offer)
         if normalised is None:
             continue
-        deflate = BoundedDeflate(max_size)
-        answer = server_extensions_handshake([normalised], [deflate])
-        if answer is not None and deflate.enabled():
-            return deflate, answer
+        agreed = PerMessageDeflate()
+        answer = server_extensions_handshake([normalised], [agreed])
+        if answer is not None and agreed.enabled():
+            return MessageDeflate(
+                max_size,
+                server_no_context_takeover=agreed.server_no_context_takeover,
+                client_no_context_takeover=agreed.client_no_context_takeover,
+                server_max_window_bits=agreed.server_max_window_bits,
+                client_max_window_bits=agreed.client_max_window_bits,
+            ), answer
     return None, None
 
 

@@ -1,6 +1,6 @@
 """One WebSocket, as the ASGI app sees it, over either carrier.
 
-The session knows the ASGI websocket spec and wsproto's frames; the carrier (an HTTP/1.1
+The session knows the ASGI websocket spec and the frame layer's events; the carrier (an HTTP/1.1
 connection after its 101, or an HTTP/2 extended CONNECT stream) only moves bytes. Until the
 app accepts, the session holds an HTTP `Exchange` for the same request: a denial (a close
 before accept, `websocket.http.response.*`, an app error) is an ordinary HTTP response written
@@ -16,17 +16,16 @@ from collections.abc import Iterable
 from logging import DEBUG, ERROR
 from typing import Any, Protocol
 
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Ping
 from wsproto.frame_protocol import CloseReason
 
 from ..asgi import DONE, ASGIMessageError, ClientDisconnected, Exchange, websocket_scope
 from ..fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, lower_name
 from ..loading import ASGIApp, Message
 from ..logs import log_request_event
-from ..wakeup import Wakeup
 from .flow import INBOX, Flow
-from .frames import FrameConnection
+from .frames import BINARY, CLOSE, PING, PONG, TEXT, FrameConnection
 from .handshake import WebSocketRequest, negotiate_deflate
 
 HTTP_RESPONSE_EXTENSION = "websocket.http.response"
@@ -127,7 +126,7 @@ class WebSocketSession:
         self.settings = settings
         self.loop = asyncio.get_running_loop()
         self.state = CONNECTING
-        self.connection: Connection | None = None
+        self.connection: FrameConnection | None = None
         self.connect_delivered = False
         self.inbox: deque[tuple[Message, int]] = deque()  # messages and their sizes in bytes
         self.inbox_bytes = 0
@@ -141,7 +140,9 @@ class WebSocketSession:
         # For the access line when the session ends: whole messages and their payload bytes.
         self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
         self.closed_by: str | None = None  # who began the close: "client" or "server"
-        self._arrived = Wakeup()  # a message, or the close
+        # What `receive` waits on: a message, or the close. `Wakeup`'s logic, written out here
+        # because its coroutine, one per message, was a measurable part of an echo.
+        self._arrived: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._pong_due: asyncio.TimerHandle | None = None
 
@@ -153,15 +154,15 @@ class WebSocketSession:
             return
         connection.receive_data(data)
         for event in connection.events():
-            kind = type(event)
-            if kind is TextMessage or kind is BytesMessage:
-                self._on_message_part(event)
-            elif kind is Ping:
-                self._on_ping(connection, event.payload)
-            elif kind is Pong:
+            kind = event[0]
+            if kind < CLOSE:  # TEXT or BINARY
+                self._on_message_part(event[1], event[2])
+            elif kind == PING:
+                self._on_ping(connection, event[1])
+            elif kind == PONG:
                 self._on_pong()
-            elif kind is CloseConnection:
-                self._on_close(event)
+            else:
+                self._on_close(event[1], event[2])
             if self.state is CLOSED:
                 return
 
@@ -179,22 +180,22 @@ class WebSocketSession:
         if self.state is OPEN:
             self._send_close(CloseReason.GOING_AWAY.value, "server shutting down")
 
-    def _on_message_part(self, event: TextMessage | BytesMessage) -> None:
-        data = event.data
-        size = len(data) if type(data) is not str or data.isascii() else len(data.encode())
-        self.part_size += size
-        if self.part_size > self.settings.max_size:
+    def _on_message_part(self, data: str | bytes, finished: bool) -> None:
+        size = self.part_size + (len(data) if type(data) is not str or data.isascii()
+                                 else len(data.encode()))
+        if size > self.settings.max_size:
             self._fail(CloseReason.MESSAGE_TOO_BIG, "message larger than --ws-max-size")
             return
-        if not event.message_finished:
+        if not finished:
+            self.part_size = size
             if data:  # empty fragments, sent without end, would grow the list and not the size
                 self.parts.append(data)
             return
+        self.part_size = 0
         self.messages_in += 1
-        self.bytes_in += self.part_size
+        self.bytes_in += size
         if self.app_done:
             self.parts = []
-            self.part_size = 0
             return
         if self.parts:
             self.parts.append(data)
@@ -203,16 +204,15 @@ class WebSocketSession:
         if type(data) is str:
             message = {"type": "websocket.receive", "text": data}
         else:
-            message = {"type": "websocket.receive", "bytes": bytes(data)}
+            message = {"type": "websocket.receive", "bytes": data}
         self.settings.counts.messages_in += 1
-        self.inbox.append((message, self.part_size))
-        self.inbox_bytes += self.part_size
-        self.part_size = 0
+        self.inbox.append((message, size))
+        self.inbox_bytes += size
         if self.inbox_bytes > _INBOX_HIGH_WATER:
             self.flow.hold(INBOX)
-        self._arrived.wake()
+        self._wake()
 
-    def _on_ping(self, connection: Connection, payload: bytes) -> None:
+    def _on_ping(self, connection: FrameConnection, payload: bytes) -> None:
         # A peer that reads its pongs could otherwise have one written per ping forever.
         if not self.carrier.charge(self, 1):
             self._log(DEBUG, "closing the WebSocket: %s", PING_FLOOD)
@@ -226,19 +226,19 @@ class WebSocketSession:
         if self.state is not CLOSED:
             self.flow.writable(self.connection)
 
-    def _on_close(self, event: CloseConnection) -> None:
+    def _on_close(self, code: int, reason: str) -> None:
         connection = self.connection
         assert connection is not None
         if connection.state is ConnectionState.OPEN:
-            # wsproto reports a frame it could not accept (bad UTF-8, a protocol error, a
-            # message too big) as a close in our name.
-            self._log(DEBUG, "closing the WebSocket: %s", event.reason)
-            self._fail(CloseReason(event.code), event.reason or "")
+            # The frame layer reports a frame it could not accept (bad UTF-8, a protocol
+            # error, a message too big) as a close in our name.
+            self._log(DEBUG, "closing the WebSocket: %s", reason)
+            self._fail(CloseReason(code), reason)
             return
-        self.close_code = event.code
-        self.close_reason = event.reason or ""
-        if connection.state is ConnectionState.REMOTE_CLOSING:
-            self._write(connection.send(event.response()))
+        self.close_code = code
+        self.close_reason = reason
+        if connection.state is ConnectionState.REMOTE_CLOSING:  # the peer's close, echoed
+            self._write(connection.send(CloseConnection(code=code, reason=reason)))
         self._closed(by="client")
 
     def _fail(self, code: CloseReason, reason: str) -> None:
@@ -264,7 +264,7 @@ class WebSocketSession:
             # What is still queued for a peer that has stopped reading is not waited for
             # beyond --ws-close-timeout.
             self._timer = self.loop.call_later(self.settings.close_timeout, self.carrier.abort, self)
-        self._arrived.wake()
+        self._wake()
 
     # -- the app's receive and send -----------------------------------------------------
 
@@ -282,7 +282,17 @@ class WebSocketSession:
             if self.state is CLOSED:
                 return {"type": "websocket.disconnect", "code": self.close_code,
                         "reason": self.close_reason}
-            await self._arrived.wait()
+            arrived = self._arrived
+            if arrived is None or arrived.done():  # done: a receive that was cancelled
+                arrived = self._arrived = self.loop.create_future()
+            await arrived
+
+    def _wake(self) -> None:
+        arrived = self._arrived
+        if arrived is not None:
+            self._arrived = None
+            if not arrived.done():
+                arrived.set_result(None)
 
     async def send(self, message: Message) -> None:
         try:
@@ -292,7 +302,9 @@ class WebSocketSession:
         state = self.state
         if state is OPEN:
             if kind == "websocket.send":
-                await self._send_message(message)
+                self._send_message(message)
+                if self.carrier.write_paused:
+                    await self.carrier.drain(self)
             elif kind == "websocket.close":
                 self._send_close(_close_code(message), _close_reason(message))
             else:
@@ -335,11 +347,9 @@ class WebSocketSession:
         deflate = answer = None
         if self.settings.per_message_deflate:
             deflate, answer = negotiate_deflate(self.request.extension_offers, self.settings.max_size)
-        if deflate is not None and answer is not None:
+        if answer is not None:
             headers.append((b"sec-websocket-extensions", answer))
-            self.connection = Connection(ConnectionType.SERVER, extensions=[deflate])
-        else:
-            self.connection = FrameConnection(self.settings.max_size)  # type: ignore[assignment]
+        self.connection = FrameConnection(self.settings.max_size, deflate)
         self.state = OPEN
         self.settings.counts.opened += 1
         self.carrier.accept(self, headers)
@@ -356,7 +366,9 @@ class WebSocketSession:
                                   "headers": _DENIED_HEADERS})
         await self.exchange.send({"type": "http.response.body", "body": _DENIED_BODY})
 
-    async def _send_message(self, message: Message) -> None:
+    def _send_message(self, message: Message) -> None:
+        """The message's frame goes to the carrier. Not a coroutine: `send` waits for the
+        carrier, when it must, without a second coroutine per message."""
         text = message.get("text")
         data = message.get("bytes")
         if (text is None) == (data is None):
@@ -366,21 +378,21 @@ class WebSocketSession:
                 raise ASGIMessageError(
                     f"'websocket.send' field 'text' must be str, got {type(text).__name__}"
                 )
-            event: Any = TextMessage(data=text)
-            self.bytes_out += len(text) if text.isascii() else len(text.encode())
+            data = text.encode()
+            opcode = TEXT
         else:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise ASGIMessageError(
                     f"'websocket.send' field 'bytes' must be bytes, got {type(data).__name__}"
                 )
-            event = BytesMessage(data=bytes(data))
-            self.bytes_out += len(data)
+            if type(data) is not bytes:
+                data = bytes(data)
+            opcode = BINARY
         assert self.connection is not None
+        self.bytes_out += len(data)
         self.messages_out += 1
         self.settings.counts.messages_out += 1
-        self._write(self.connection.send(event))
-        if self.carrier.write_paused:
-            await self.carrier.drain(self)
+        self.carrier.send_frames(self, self.connection.message(data, opcode))
 
     def _send_close(self, code: int, reason: str) -> None:
         assert self.connection is not None

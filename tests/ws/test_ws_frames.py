@@ -86,10 +86,23 @@ SEQUENCES = {
 }
 
 
+_OUR_KINDS = {TEXT: "TextMessage", BINARY: "BytesMessage", PING: "Ping", PONG: "Pong"}
+
+
 def normalised(events) -> list[tuple]:
-    """Events as comparable tuples; the wording of a failure's reason is each library's own."""
+    """Events, wsproto's or ours (tuples keyed by opcode), as comparable tuples; the wording
+    of a failure's reason is each library's own."""
     out = []
     for event in events:
+        if isinstance(event, tuple):
+            kind = event[0]
+            if kind == CLOSE:
+                out.append(("Close", int(event[1])))
+            elif kind == BINARY or kind in (PING, PONG):
+                out.append((_OUR_KINDS[kind], bytes(event[1]), *event[2:]))
+            else:
+                out.append((_OUR_KINDS[kind], *event[1:]))
+            continue
         if isinstance(event, (TextMessage, BytesMessage)):
             out.append((type(event).__name__, bytes(event.data) if isinstance(event, BytesMessage)
                         else event.data, event.message_finished))

@@ -164,6 +164,21 @@ def test_messages_both_ways(serve, mode):
         assert isinstance(pong, Pong) and pong.payload == b"are you there"
 
 
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_a_burst_of_messages_in_one_write_is_echoed_in_order(serve, deflate):
+    """More DATA frames in one read than the connection handles in a turn (h2/frame_meter.py):
+    the rest is fed on later turns, while the first echoes are already on their way out, and
+    every message comes back once, in order."""
+    with connect(serve, EchoApp()) as (_, client):
+        websocket = H2WebSocket.connect(client, "/echo", deflate=deflate)
+        assert websocket.ws is not None
+        messages = [f"message {i} " * (i % 7) for i in range(200)]
+        for message in messages:  # each in its own DATA frame, all in one sendall
+            client.conn.send_data(websocket.stream_id, websocket.ws.send(TextMessage(data=message)))
+        client.flush()
+        assert [websocket.receive() for _ in messages] == messages
+
+
 def test_client_close_is_answered_and_the_stream_ends(serve, mode):
     app = EchoApp()
     with connect(serve, app, mode) as (_, client):
