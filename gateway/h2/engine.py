@@ -650,7 +650,9 @@ class FastConnection:
         return bytes(data) if type(data) is not bytes else data
 
     def take_output(self) -> list[bytes | memoryview]:
-        """The frames queued, as the chunks they were made of (DATA bodies not copied)."""
+        """The frames queued, as the chunks they were made of (DATA bodies not copied); the
+        list is the caller's, unless it is empty."""
         output = self.output
-        self.output = []
+        if output:
+            self.output = []
         return output
