@@ -77,8 +77,12 @@ class ResponseWriting:
             )
         except BodyLengthError as exc:
             self._framing_error(exchange, exc)
-        self.bytes_out += len(data)
-        self.transport.write(data)  # type: ignore[union-attr]
+        if type(data) is list:  # a large body beside its head, uncopied (encode.py)
+            self.bytes_out += sum(map(len, data))
+            self.transport.writelines(data)  # type: ignore[union-attr]
+        else:
+            self.bytes_out += len(data)
+            self.transport.write(data)  # type: ignore[union-attr]
         if not more_body:
             self._response_done()
 
@@ -90,9 +94,13 @@ class ResponseWriting:
         except BodyLengthError as exc:
             self._framing_error(exchange, exc)
         if data:
-            self.bytes_out += len(data)
             transport = self.transport
-            transport.write(data)  # type: ignore[union-attr]
+            if type(data) is list:  # a large chunk beside its framing, uncopied (encode.py)
+                self.bytes_out += sum(map(len, data))
+                transport.writelines(data)  # type: ignore[union-attr]
+            else:
+                self.bytes_out += len(data)
+                transport.write(data)  # type: ignore[union-attr]
             if transport.is_closing():  # type: ignore[union-attr]
                 # The write failed (the client reset the connection) and the loop has not told
                 # us yet: a transport that is going drops writes and never pauses, so an app
