@@ -66,6 +66,8 @@ class HTTPEntry:
         self.response_headers = response_headers
 
     def __str__(self) -> str:
+        if self.form.text is None:  # the default, made here: one call less per line
+            return _gateway_line(self, self.status)
         return self.form.render(self, False)
 
     def coloured(self) -> str:
@@ -240,7 +242,7 @@ class AccessFormat:
 
     def render(self, entry: HTTPEntry, colour: bool) -> str:
         if self.text is None:
-            return _gateway_line(entry, colour)
+            return _gateway_line(entry, _coloured_status(entry.status) if colour else entry.status)
         values = {key: atom(entry) for key, atom in self.atoms}
         if colour and self.colour_status and "s" in values:
             values["s"] = _coloured_status(entry.status)
@@ -270,12 +272,16 @@ def _coloured_status(status: int) -> str:
     return colour + text + RESET if colour else text
 
 
-def _gateway_line(entry: HTTPEntry, colour: bool) -> str:
+def _gateway_line(entry: HTTPEntry, status: int | str) -> str:
     """gateway's own line: `127.0.0.1:50000 - "GET /path?q HTTP/1.1" 200 5B 0.4ms`, and for a
     request refused before it was read whole, `127.0.0.1:50000 - "-" 400`."""
     scope = entry.scope
-    status = _coloured_status(entry.status) if colour else entry.status
+    client = scope.get("client")
     if "method" not in scope:
-        return f'{address_text(scope.get("client"))} - "-" {status}'
-    return (f'{address_text(scope.get("client"))} - "{scope["method"]} {raw_target(scope)}'
+        return f'{address_text(client)} - "-" {status}'
+    query = scope.get("query_string")
+    target = (scope.get("raw_path") or b"").decode("latin-1")
+    if query:
+        target += "?" + query.decode("latin-1")
+    return (f'{f"{client[0]}:{client[1]}" if client else "-"} - "{scope["method"]} {target}'
             f' HTTP/{scope.get("http_version")}" {status} {entry.size}B {entry.seconds * 1000:.1f}ms')

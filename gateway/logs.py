@@ -10,14 +10,18 @@ access line's facts as keys of their own.
 
 The access log costs nothing when it is off or its level is above INFO: `AccessLog` checks
 the level before it takes an entry, and an entry becomes text only when a handler formats it.
-A handler writes each line, traceback included, with one write, so that workers sharing
-stderr do not interleave within a line.
+When the access logger's only handler is gateway's own (log_lines.py) with its own formatter,
+no filter and nothing above it to propagate to, the entry goes straight to that formatter and
+handler, without a LogRecord: whatever else the user configured takes the standard path. A
+handler writes each line, traceback included, with one write (access lines several at a
+time, whole), so that workers sharing stderr do not interleave within a line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .access import AccessFormat, HTTPEntry, WebSocketEntry, protocol_text
 from .access import address_text as address_text  # h1 and h2 take it from here
 from .log_config import apply_log_config, covers
+from .log_lines import LineBatch, LineHandler
 
 if TYPE_CHECKING:
     from .asgi import Exchange
@@ -91,6 +96,14 @@ class AccessLog:
 
 
 def _emit(entry: HTTPEntry | WebSocketEntry) -> None:
+    handlers = access_logger.handlers
+    if len(handlers) == 1:
+        handler = handlers[0]
+        if (type(handler) is LineHandler and handler.formatter is handler.own_formatter
+                and not handler.filters and not access_logger.filters
+                and not access_logger.propagate and handler.level <= INFO):
+            handler.add_line(handler.own_formatter.format_entry(entry))  # type: ignore[attr-defined]
+            return
     # The record is made here rather than by `access_logger.info`, which would walk the
     # stack for a caller no access line shows (findCaller: a third of the logging call).
     access_logger.handle(access_logger.makeRecord(
@@ -138,6 +151,8 @@ class TextFormatter(logging.Formatter):
         super().__init__(fmt, _DATE_FORMAT)
         self._second = -1
         self._time_text = ""
+        self._entry_second = -1
+        self._entry_prefix = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)
@@ -146,14 +161,34 @@ class TextFormatter(logging.Formatter):
             self._second = second
         return self._time_text
 
+    def format_entry(self, entry: HTTPEntry | WebSocketEntry) -> str:
+        """The line `format` makes of an INFO record holding `entry`, in gateway's own format,
+        without the record: everything before the entry's text changes once a second."""
+        second = int(time.time())
+        if second != self._entry_second:
+            self._entry_prefix = (f"{time.strftime(_DATE_FORMAT, self.converter(second))}"
+                                  f" [{os.getpid()}] {self._info_text} ")
+            self._entry_second = second
+        return self._entry_prefix + self._entry_text(entry)
+
+    _info_text = "INFO"
+
+    def _entry_text(self, entry: HTTPEntry | WebSocketEntry) -> str:
+        return str(entry)
+
 
 class ColourFormatter(TextFormatter):
     """gateway's line format with the level name coloured by severity and, for access lines,
     the status coloured by class."""
 
+    _info_text = _LEVEL_COLOURS[INFO] + "INFO" + _RESET
+
     def __init__(self, access: bool) -> None:
         super().__init__(_COLOUR_FORMAT)
         self.access = access
+
+    def _entry_text(self, entry: HTTPEntry | WebSocketEntry) -> str:
+        return entry.coloured() if self.access else str(entry)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         colour = _LEVEL_COLOURS.get(record.levelno)
@@ -177,13 +212,30 @@ class JSONFormatter(logging.Formatter):
         self._second = -1
         self._time_text = ""
 
-    def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+    def _time(self, created: float, msecs: float) -> str:
+        second = int(created)
         if second != self._second:
             self._time_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
+        return f"{self._time_text}.{int(msecs):03d}Z"
+
+    def format_entry(self, entry: HTTPEntry | WebSocketEntry) -> str:
+        """The line `format` makes of an INFO record of gateway.access holding `entry`,
+        without the record."""
+        created = time.time()
         line: dict[str, Any] = {
-            "time": f"{self._time_text}.{int(record.msecs):03d}Z",
+            "time": self._time(created, (created - int(created)) * 1000),
+            "level": "INFO",
+            "logger": access_logger.name,
+            "message": str(entry),
+            "pid": os.getpid(),
+        }
+        line.update(entry.fields())
+        return _JSON.encode(line)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self._time(record.created, record.msecs),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -231,11 +283,22 @@ def configure_logging(level: int, access_log: bool, log_config: str | None = Non
 
 
 def _stderr_handler(log_format: str, colour: bool, access: bool) -> logging.Handler:
-    # StreamHandler writes a formatted record, newline included, with one `write`, which
-    # stderr (line-buffered, or unbuffered with -u) passes on as one write(2).
-    handler = logging.StreamHandler(sys.stderr)
+    # A LineHandler writes a formatted record (or a batch of access lines), newline included,
+    # with one `write`, which stderr (line-buffered, or unbuffered with -u) passes on as one
+    # write(2).
+    formatter: logging.Formatter
     if log_format == "json":
-        handler.setFormatter(JSONFormatter())
+        formatter = JSONFormatter()
     else:
-        handler.setFormatter(ColourFormatter(access) if colour else TextFormatter())
-    return handler
+        formatter = ColourFormatter(access) if colour else TextFormatter()
+    return LineHandler(_stderr_batch(), formatter, batched=access)
+
+
+def _stderr_batch() -> LineBatch:
+    """The batch of stderr's lines, shared by every handler of ours that writes to it, so
+    that an error line never overtakes an access line made before it."""
+    for logger in (error_logger, access_logger, logging.getLogger("asyncio")):
+        for handler in logger.handlers:
+            if type(handler) is LineHandler and handler.batch.stream is sys.stderr:
+                return handler.batch
+    return LineBatch(sys.stderr)

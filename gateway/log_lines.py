@@ -1,0 +1,120 @@
+"""gateway's own log handler: whole lines to a stream, access lines written in batches.
+
+Writing every access line on its own, through a LogRecord, the handler's lock, a write and a
+flush, halved HTTP/1.1 throughput. `configure_logging` (logs.py) gives gateway's loggers a
+`LineHandler`; the access log's handler is `batched`: its lines wait in the stream's
+`LineBatch` and go out together, within `BATCH_DELAY` of the first, at once past
+`BATCH_SIZE` characters, before any unbatched line on the same stream (so the stream keeps
+the order the lines were made in) and when the handler is flushed or closed (logging's own
+shutdown at exit does that, so a graceful stop loses nothing).
+
+A batch is written in chunks of whole lines of at most PIPE_BUF bytes, each with one write:
+workers sharing a pipe for stderr never interleave within a line (POSIX makes a pipe write of
+at most PIPE_BUF bytes atomic), as when each line was written on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import select
+import threading
+from typing import TextIO
+
+# How long a line may wait for others, and how much may wait (characters).
+BATCH_DELAY = 0.1
+BATCH_SIZE = 64 * 1024
+_CHUNK = getattr(select, "PIPE_BUF", 4096)
+
+
+class LineBatch:
+    """Lines for one stream not yet written. Lines are added from the event loop (access
+    lines); `write_out` may come from any thread (an error line, logging's shutdown)."""
+
+    __slots__ = ("stream", "lines", "size", "timer", "lock")
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lines: list[str] = []
+        self.size = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.lock = threading.Lock()
+
+    def add(self, line: str) -> None:
+        """`line` ends with its newline."""
+        with self.lock:
+            self.lines.append(line)
+            self.size += len(line)
+            if self.size < BATCH_SIZE and (self.timer is not None or self._schedule()):
+                return
+        self.write_out()
+
+    def _schedule(self) -> bool:
+        """Write out in BATCH_DELAY; False when no event loop runs here to do it."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self.timer = loop.call_later(BATCH_DELAY, self.write_out)
+        return True
+
+    def write_out(self) -> None:
+        with self.lock:
+            lines, self.lines, self.size = self.lines, [], 0
+            timer, self.timer = self.timer, None
+            if timer is not None:
+                timer.cancel()
+            if not lines:
+                return
+            _write_in_chunks(self.stream, "".join(lines))
+
+
+def _write_in_chunks(stream: TextIO, text: str) -> None:
+    """`text`, whole lines, in writes of at most PIPE_BUF bytes, each of whole lines; a line
+    longer than that alone in its write."""
+    # A character outside ASCII takes up to 4 bytes in UTF-8.
+    limit = _CHUNK if text.isascii() else _CHUNK // 4
+    start = 0
+    end = len(text)
+    while start < end:
+        stop = start + limit
+        if stop < end:
+            cut = text.rfind("\n", start, stop)
+            stop = cut + 1 if cut >= 0 else text.find("\n", stop) + 1 or end
+        stream.write(text[start:stop])
+        stream.flush()
+        start = stop
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler whose lines share `batch` with the other handlers of the same stream:
+    `batched`, a line waits in it; otherwise the batch is written out first, then the line.
+    `own_formatter` is the formatter it was made with: while it is still the one in use,
+    `AccessLog` may hand the handler a line it formatted itself (`add_line`)."""
+
+    def __init__(self, batch: LineBatch, formatter: logging.Formatter, batched: bool) -> None:
+        super().__init__(batch.stream)
+        self.batch = batch
+        self.batched = batched
+        self.setFormatter(formatter)
+        self.own_formatter = formatter
+
+    def add_line(self, text: str) -> None:
+        """A line already formatted, without its newline."""
+        self.batch.add(text + self.terminator)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.batched:
+            self.batch.write_out()
+            super().emit(record)
+            return
+        try:
+            self.batch.add(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.batch.write_out()
+        super().flush()
