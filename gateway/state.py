@@ -7,6 +7,8 @@ per-request path reads settings from plain attributes instead of digging through
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Coroutine
 from email.utils import formatdate
 from typing import Any, Protocol
 
@@ -129,20 +131,27 @@ class ServerState:
             self.date_value = formatdate(usegmt=True).encode("ascii")
             self.date_line = b"date: " + self.date_value + b"\r\n"
 
-    def start_app(self, call: AppCall, app: ASGIApp | None = None) -> asyncio.Task[None]:
-        """Run the app (or `app`, a listener's own, such as the HTTPS redirect) for `call`."""
+    def start_app(self, call: AppCall, app: ASGIApp | None = None,
+                  eager: bool = False) -> asyncio.Task[None]:
+        """Run the app (or `app`, a listener's own, such as the HTTPS redirect) for `call`.
+        `eager`: the carrier is ready for the app to run, and even finish, before this
+        returns: the request is whole and its connection's state allows a response now
+        (`new_task`)."""
         self.requests += 1
-        task = asyncio.get_running_loop().create_task(call.run(app or self.app))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+        return self._track(new_task(call.run(app or self.app), eager))
 
-    def _start_app_limited(self, call: AppCall, app: ASGIApp | None = None) -> asyncio.Task[None]:
+    def _start_app_limited(self, call: AppCall, app: ASGIApp | None = None,
+                           eager: bool = False) -> asyncio.Task[None]:
         """`start_app` under --limit-concurrency."""
         self.requests += 1
-        task = asyncio.get_running_loop().create_task(self._run_limited(call, app or self.app))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        return self._track(new_task(self._run_limited(call, app or self.app), eager))
+
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """A graceful stop waits for the app calls still running; one that completed while
+        it was started is not one of them."""
+        if not task.done():
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return task
 
     async def _run_limited(self, call: AppCall, app: ASGIApp) -> None:
@@ -159,3 +168,25 @@ class ServerState:
             await call.run(app)
         finally:
             self.in_flight -= 1
+
+
+if sys.version_info >= (3, 12):
+
+    def new_task(coro: Coroutine[None, None, None], eager: bool) -> asyncio.Task[None]:
+        """A Task for an app call, started eagerly: the app runs at once, up to its first
+        wait, so that a request whose app never waits is answered with no Task scheduled and
+        no turn of the loop (when the caller says `eager`: see `ServerState.start_app`).
+        Not when a task is running: a call started from inside another (a pipelined request,
+        begun by the previous response's last `send`) would run nested in it, one level deeper
+        per request waiting in the pipeline. Not either when the app installed a task factory
+        of its own (tracing, or asyncio's eager one), which then makes the task."""
+        loop = asyncio.get_running_loop()
+        if eager and loop.get_task_factory() is None and asyncio.current_task(loop) is None:
+            return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        return loop.create_task(coro)
+
+else:
+
+    def new_task(coro: Coroutine[None, None, None], eager: bool) -> asyncio.Task[None]:
+        """A Task for an app call: Python 3.11 cannot start one eagerly."""
+        return asyncio.get_running_loop().create_task(coro)

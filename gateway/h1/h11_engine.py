@@ -24,6 +24,7 @@ from .strict import MAX_CHUNK_LINE, check_head
 class H11Engine:
     __slots__ = (
         "handler", "conn", "scanner", "defaults", "_head_request", "_no_body",
+        "_cycle_wanted",
     )
 
     def __init__(self, handler: RequestHandler, max_head_size: int,
@@ -38,6 +39,9 @@ class H11Engine:
         self.defaults = defaults
         self._head_request = False
         self._no_body = False
+        # The response went out before h11 gave the request's end (an app started eagerly,
+        # state.py, answers from inside the request event): the next cycle begins at the end.
+        self._cycle_wanted = False
 
     def feed(self, data: bytes) -> None:
         scanner = self.scanner
@@ -70,7 +74,12 @@ class H11Engine:
                 self._on_request(event)
             elif kind is h11.EndOfMessage:
                 handler.on_request_end()
-                return
+                if not self._cycle_wanted:
+                    return
+                self._cycle_wanted = False
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
             elif kind is h11.ConnectionClosed:
                 return
 
@@ -165,6 +174,8 @@ class H11Engine:
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self._drain_events()
+        elif conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY:
+            self._cycle_wanted = True
 
 
 class _Length:

@@ -200,7 +200,8 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
                 self._request_error(exc)
                 return b""
             if (self.current is not None and self.incoming is None) or self.upgrade is not None \
-                    or self.websocket is not None or self.closing or self.broken:
+                    or self.websocket is not None or self.closing or self.broken \
+                    or self.next_after_drain:
                 return data[offset + _FEED_SLICE:]
         return b""
 
@@ -292,6 +293,10 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
                    expect_continue: bool) -> None:
         # The engine has applied gateway/h1/strict.py: one valid Host, the target in origin
         # form (an absolute-form target's authority is the Host the app sees), sound framing.
+        if self.closing:
+            # Parsed from the same read after a response that closes the connection (an app
+            # started eagerly has answered already): nothing more is served.
+            return
         self.idle_since = None
         max_body = self.state.max_body_size
         if max_body is not None and body_length > max_body:
@@ -318,7 +323,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         if body_expected:
             self.incoming = exchange
             self.incoming_body_size = 0
-        if self.current is None:
+        if self.current is None and not self.next_after_drain:
             self._start(exchange, keep_alive)
         else:
             self.pipeline.append((exchange, keep_alive))
@@ -372,6 +377,9 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.websocket = carrier
         self.current = exchange
         self.current_keep_alive = False
+        # Not eagerly: an app accepting at once would take the connection over from inside the
+        # parser's callback, before the engine has set aside the bytes that followed the
+        # handshake (`upgrade_tail`).
         state.start_app(session, self.app)
 
     def _scope(self, method: str, target: bytes, http_version: str, headers: Headers) -> dict[str, Any]:
@@ -458,7 +466,9 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.current_keep_alive = keep_alive
         if self.state.response_timeout:
             self.current_since = self.loop.time()
-        exchange.task = self.state.start_app(exchange, self.app)
+        # A request with a body is not started eagerly: its app would run before the engine
+        # has parsed the body, however much of it came in the same read.
+        exchange.task = self.state.start_app(exchange, self.app, eager=exchange.body_complete)
 
     def _response_done(self) -> None:
         self.current = None
