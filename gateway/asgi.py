@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import sys
 import time
 from collections.abc import Iterable
 from logging import DEBUG, ERROR, WARNING
@@ -146,7 +147,8 @@ def scope_address(value: Any) -> tuple[str, int | None] | None:
     (path, None) for a Unix socket's path, as the ASGI spec gives it. An unnamed Unix socket
     (the client end, usually) is None."""
     if isinstance(value, tuple) and len(value) >= 2:
-        return (str(value[0]), int(value[1]))
+        # Interned: the connections of one client share its address's text.
+        return (sys.intern(str(value[0])), int(value[1]))
     if isinstance(value, str) and value:
         return (value, None)
     return None

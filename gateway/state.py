@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from email.utils import formatdate
 from typing import Any, Protocol
 
-from .asgi import service_unavailable
+from .asgi import scope_address, service_unavailable
 from .config import Config
 from .guards import AddressGuard
 from .loading import ASGIApp
@@ -87,6 +87,18 @@ class ServerState:
             self.start_app = self._start_app_limited  # type: ignore[method-assign]
         self._metric_counters(config)
         self.update_date()
+        self._server_addresses: dict[Any, tuple[str, int | None] | None] = {}
+
+    def server_address(self, sockname: Any) -> tuple[str, int | None] | None:
+        """The scope's `server` for a connection's own socket address: one tuple per address,
+        shared by all its connections (idle ones are many). The addresses are few (those
+        listened on), yet the memo is bounded."""
+        address = self._server_addresses.get(sockname)
+        if address is None:
+            if len(self._server_addresses) >= 64:
+                self._server_addresses.clear()
+            address = self._server_addresses[sockname] = scope_address(sockname)
+        return address
 
     def _metric_counters(self, config: Config) -> None:
         """Counters metrics.py reads once a second (--metrics-bind). Plain integers, counted

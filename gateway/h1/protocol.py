@@ -10,7 +10,6 @@ writing responses is `ResponseWriting`'s (responses.py).
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Any
 
 from ..asgi import (
@@ -62,8 +61,20 @@ def engine_class(name: str) -> type:
 
 
 class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
-    """One HTTP/1.1 connection (plain or over TLS)."""
+    """One HTTP/1.1 connection (plain or over TLS).
 
+    Idle keep-alive connections are many: everything here is in slots (an instance dict took
+    a third of what an idle connection held), and what only some connections need (the
+    pipeline, the preface sniffed for h2c) is made when it is needed."""
+
+    __slots__ = (
+        "state", "app", "h2c", "switch_to_h2", "sniffed", "upgrade", "websocket",
+        "engine_class", "tls_info", "loop", "transport", "engine", "closing", "broken",
+        "write_paused", "reading_blocked", "_drained", "stall", "held", "held_size",
+        "next_after_drain", "current", "current_keep_alive", "current_since", "incoming",
+        "incoming_body_size", "pipeline", "idle_since", "served", "forwarded", "head_since",
+        "client", "server", "scheme", "extensions", "ledger", "bytes_in", "bytes_out", "copy",
+    )
     protocol_label = "http/1.1"  # metrics: open connections by protocol
 
     def __init__(self, state: ServerState, engine: type, tls_info: TLSInfo | None,
@@ -75,7 +86,9 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         # bytes decide) or by `Upgrade: h2c`.
         self.h2c = h2c
         self.switch_to_h2 = h2c.prior_knowledge if h2c is not None else None
-        self.sniffed = bytearray()  # grown in place: a first line may come a byte at a time
+        # The first bytes while they cannot tell h2c from HTTP/1.1 yet (a first line may
+        # come a byte at a time: grown in place); most first reads tell at once.
+        self.sniffed: bytearray | None = None
         self.upgrade: H2CUpgrade | None = None
         # A WebSocket handshake waiting for the app; bytes after it are held for the session.
         self.websocket: H1WebSocket | None = None
@@ -92,7 +105,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.stall = StallWatch()
         # Bytes read while a request is being served and nothing more of it is to be read
         # (pipelining, or frames after a WebSocket handshake): parsed once it is answered.
-        self.held: list[bytes] = []
+        self.held: list[bytes] | None = None
         self.held_size = 0
         self.next_after_drain = False  # a response is done; the next waits for the client to read
         # The exchange whose response is being written, and whether the connection may be
@@ -103,7 +116,9 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.incoming: Exchange | None = None
         self.incoming_body_size = 0
         # Requests parsed ahead of their turn (pipelining), or a RequestError to answer in turn.
-        self.pipeline: deque[tuple[Exchange, bool] | RequestError] = deque()
+        # A list, made when first needed (a deque, even empty, is ten times the size); the
+        # queue stays short, as a read is parsed one slice at a time (`_parse`).
+        self.pipeline: list[tuple[Exchange, bool] | RequestError] | None = None
         self.idle_since: float | None = None
         self.served = False
         self.forwarded = False  # the peer is a trusted proxy: its forwarded headers count
@@ -128,7 +143,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         if addresses is None:
             self.client = scope_address(transport.get_extra_info("peername"))
-            self.server = scope_address(transport.get_extra_info("sockname"))
+            self.server = self.state.server_address(transport.get_extra_info("sockname"))
         else:
             self.client, self.server = addresses
         self.forwarded = self.state.proxy_headers and self.state.trusted_peers.trusts(
@@ -206,15 +221,19 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         return b""
 
     def _hold(self, data: bytes) -> None:
-        self.held.append(data)
+        if self.held is None:
+            self.held = [data]
+        else:
+            self.held.append(data)
         self.held_size += len(data)
         if self.held_size > BODY_HIGH_WATER:
             self.block_reading(HELD)
 
     def _take_held(self) -> bytes:
         held = self.held
+        assert held is not None
         data = held[0] if len(held) == 1 else b"".join(held)
-        held.clear()
+        self.held = None
         self.held_size = 0
         self.unblock_reading(HELD)
         return data
@@ -223,12 +242,16 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         """h2c with prior knowledge (RFC 9113 section 3.3): the HTTP/2 client preface instead
         of a request line hands the connection to HTTP/2, and so does a broken preface, for
         HTTP/2 to refuse. Returns the bytes left for HTTP/1.1."""
-        self.sniffed += data
-        http2 = speaks_http2(self.sniffed)
+        sniffed = self.sniffed
+        if sniffed is not None:
+            sniffed += data
+        http2 = speaks_http2(data if sniffed is None else sniffed)
         if http2 is None:
+            if sniffed is None:
+                self.sniffed = bytearray(data)
             return b""
-        head = bytes(self.sniffed)
-        switch, self.switch_to_h2, self.sniffed = self.switch_to_h2, None, bytearray()
+        head = data if sniffed is None else bytes(sniffed)
+        switch, self.switch_to_h2, self.sniffed = self.switch_to_h2, None, None
         if http2:
             self.state.connections.discard(self)
             self.closing = True
@@ -262,11 +285,11 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         for exchange in (self.current, self.incoming):
             if exchange is not None:
                 exchange.feed_disconnect()
-        for item in self.pipeline:
+        for item in self.pipeline or ():
             if not isinstance(item, RequestError):
                 item[0].feed_disconnect()
-        self.pipeline.clear()
-        self.held.clear()
+        self.pipeline = None
+        self.held = None
         if self.copy is not None:
             self.copy.abandon()
         self.write_paused = False
@@ -326,7 +349,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
         if self.current is None and not self.next_after_drain:
             self._start(exchange, keep_alive)
         else:
-            self.pipeline.append((exchange, keep_alive))
+            self.queue((exchange, keep_alive))
 
     def on_body(self, data: bytes) -> None:
         if self.upgrade is not None:
@@ -482,6 +505,13 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
             return
         self._next_request()
 
+    def queue(self, item: tuple[Exchange, bool] | RequestError) -> None:
+        """A request (or a refusal) to answer after those before it."""
+        if self.pipeline is None:
+            self.pipeline = [item]
+        else:
+            self.pipeline.append(item)
+
     def _next_request(self) -> None:
         if self.closing:
             return
@@ -491,7 +521,7 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
             self._request_error(exc)
             return
         if self.current is None and self.pipeline:
-            item = self.pipeline.popleft()
+            item = self.pipeline.pop(0)
             if isinstance(item, RequestError):
                 self._send_error(item)
                 return

@@ -9,7 +9,6 @@ connection class reads the request stream and keeps the request cycle, this part
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,8 @@ BROKEN = 8  # a bad request: nothing more is read
 class ResponseWriting:
     """The carrier calls and the error answers of `H1Protocol`."""
 
+    __slots__ = ()  # the attributes are H1Protocol's
+
     state: ServerState
     engine: Any
     loop: asyncio.AbstractEventLoop
@@ -49,7 +50,7 @@ class ResponseWriting:
     current: Exchange | None
     current_keep_alive: bool
     incoming: Exchange | None
-    pipeline: deque[tuple[Exchange, bool] | RequestError]
+    pipeline: list[tuple[Exchange, bool] | RequestError] | None
 
     if TYPE_CHECKING:  # H1Protocol's own, which this part calls
         def block_reading(self, reason: int) -> None: ...
@@ -61,6 +62,8 @@ class ResponseWriting:
         def _close(self) -> None: ...
 
         def force_close(self) -> None: ...
+
+        def queue(self, item: tuple[Exchange, bool] | RequestError) -> None: ...
 
     # -- the exchange's carrier calls ----------------------------------------------------
 
@@ -180,10 +183,10 @@ class ResponseWriting:
             self.incoming = None
             incoming.feed_disconnect()
             if incoming is not self.current:
-                self.pipeline = deque(
+                self.pipeline = [
                     exc if not isinstance(item, RequestError) and item[0] is incoming else item
-                    for item in self.pipeline
-                )
+                    for item in self.pipeline or ()
+                ]
                 self._stop_parsing()
                 return
             if incoming.state is not START and incoming.state is not HEAD_PENDING:
@@ -194,7 +197,7 @@ class ResponseWriting:
         if self.current is None:
             self._send_error(exc)
         else:
-            self.pipeline.append(exc)
+            self.queue(exc)
             self._stop_parsing()
 
     def _send_error(self, exc: RequestError) -> None:

@@ -57,7 +57,8 @@ class Scanner:
         self.full = full
         self.state = _HEAD
         self.left = 0
-        self.held = bytearray()
+        # The element held back, grown in place; b"" (shared, never grown) when none is.
+        self.held: bytearray | bytes = b""
         self.line_end = 0  # where the held head's request line ends, once it was checked
         self.head_size = 0
         self.switching = False
@@ -72,10 +73,10 @@ class Scanner:
         if not held:
             return data
         start = len(held)
-        held += data
+        held += data  # type: ignore[operator]  # a bytearray: `held` is not empty
         if not data or not self._held_complete(start):
             return b""
-        self.held = bytearray()
+        self.held = b""
         return bytes(held)
 
     def scan(self, data: bytes, pos: int) -> int:
