@@ -73,6 +73,14 @@ class HTTPEntry:
     def coloured(self) -> str:
         return self.form.render(self, True)
 
+    def line(self, prefix: str, colour: bool) -> str:
+        """`prefix`, the text (`coloured` or not) and a newline: a text formatter's line, made
+        as one string (this runs once per response)."""
+        if self.form.text is None:
+            return _gateway_line(self, _coloured_status(self.status) if colour else self.status,
+                                 prefix, "\n")
+        return prefix + self.form.render(self, colour) + "\n"
+
     def fields(self) -> dict[str, Any]:
         """The line's facts as JSON values."""
         scope = self.scope
@@ -129,6 +137,9 @@ class WebSocketEntry:
         )
 
     coloured = __str__
+
+    def line(self, prefix: str, colour: bool) -> str:
+        return prefix + str(self) + "\n"
 
     def fields(self) -> dict[str, Any]:
         scope = self.scope
@@ -272,16 +283,17 @@ def _coloured_status(status: int) -> str:
     return colour + text + RESET if colour else text
 
 
-def _gateway_line(entry: HTTPEntry, status: int | str) -> str:
+def _gateway_line(entry: HTTPEntry, status: int | str, prefix: str = "", end: str = "") -> str:
     """gateway's own line: `127.0.0.1:50000 - "GET /path?q HTTP/1.1" 200 5B 0.4ms`, and for a
-    request refused before it was read whole, `127.0.0.1:50000 - "-" 400`."""
+    request refused before it was read whole, `127.0.0.1:50000 - "-" 400`; between `prefix`
+    and `end`."""
     scope = entry.scope
     client = scope.get("client")
     if "method" not in scope:
-        return f'{address_text(client)} - "-" {status}'
+        return f'{prefix}{address_text(client)} - "-" {status}{end}'
     query = scope.get("query_string")
     target = (scope.get("raw_path") or b"").decode("latin-1")
     if query:
         target += "?" + query.decode("latin-1")
-    return (f'{f"{client[0]}:{client[1]}" if client else "-"} - "{scope["method"]} {target}'
-            f' HTTP/{scope.get("http_version")}" {status} {entry.size}B {entry.seconds * 1000:.1f}ms')
+    return (f'{prefix}{f"{client[0]}:{client[1]}" if client else "-"} - "{scope["method"]} {target}'
+            f' HTTP/{scope.get("http_version")}" {status} {entry.size}B {entry.seconds * 1000:.1f}ms{end}')

@@ -28,8 +28,11 @@ _CHUNK = getattr(select, "PIPE_BUF", 4096)
 
 
 class LineBatch:
-    """Lines for one stream not yet written. Lines are added from the event loop (access
-    lines); `write_out` may come from any thread (an error line, logging's shutdown)."""
+    """Lines for one stream not yet written. `add` takes no lock (it runs once per response):
+    appending to the list is atomic, and `write_out`, which may run in any thread (an error
+    line, logging's shutdown at exit), takes the lines it found and leaves any added
+    meanwhile for the next write. `size` is approximate across threads; it only decides when
+    to write early."""
 
     __slots__ = ("stream", "lines", "size", "timer", "lock")
 
@@ -37,17 +40,16 @@ class LineBatch:
         self.stream = stream
         self.lines: list[str] = []
         self.size = 0
+        # Pending while lines wait: every line is written within BATCH_DELAY of its `add`.
         self.timer: asyncio.TimerHandle | None = None
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one writer at a time, so chunks stay in order
 
     def add(self, line: str) -> None:
         """`line` ends with its newline."""
-        with self.lock:
-            self.lines.append(line)
-            self.size += len(line)
-            if self.size < BATCH_SIZE and (self.timer is not None or self._schedule()):
-                return
-        self.write_out()
+        self.lines.append(line)
+        self.size += len(line)
+        if self.size >= BATCH_SIZE or (self.timer is None and not self._schedule()):
+            self.write_out()
 
     def _schedule(self) -> bool:
         """Write out in BATCH_DELAY; False when no event loop runs here to do it."""
@@ -55,18 +57,23 @@ class LineBatch:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-        self.timer = loop.call_later(BATCH_DELAY, self.write_out)
+        self.timer = loop.call_later(BATCH_DELAY, self._due)
         return True
+
+    def _due(self) -> None:
+        self.timer = None
+        self.write_out()
 
     def write_out(self) -> None:
         with self.lock:
-            lines, self.lines, self.size = self.lines, [], 0
-            timer, self.timer = self.timer, None
-            if timer is not None:
-                timer.cancel()
-            if not lines:
+            lines = self.lines
+            count = len(lines)
+            if not count:
                 return
-            _write_in_chunks(self.stream, "".join(lines))
+            text = "".join(lines[:count])
+            del lines[:count]
+            self.size = 0
+            _write_in_chunks(self.stream, text)
 
 
 def _write_in_chunks(stream: TextIO, text: str) -> None:
@@ -90,7 +97,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A StreamHandler whose lines share `batch` with the other handlers of the same stream:
     `batched`, a line waits in it; otherwise the batch is written out first, then the line.
     `own_formatter` is the formatter it was made with: while it is still the one in use,
-    `AccessLog` may hand the handler a line it formatted itself (`add_line`)."""
+    `AccessLog` may format an access line with it and add it to the batch itself."""
 
     def __init__(self, batch: LineBatch, formatter: logging.Formatter, batched: bool) -> None:
         super().__init__(batch.stream)
@@ -98,10 +105,6 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.batched = batched
         self.setFormatter(formatter)
         self.own_formatter = formatter
-
-    def add_line(self, text: str) -> None:
-        """A line already formatted, without its newline."""
-        self.batch.add(text + self.terminator)
 
     def emit(self, record: logging.LogRecord) -> None:
         if not self.batched:

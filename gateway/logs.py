@@ -102,7 +102,7 @@ def _emit(entry: HTTPEntry | WebSocketEntry) -> None:
         if (type(handler) is LineHandler and handler.formatter is handler.own_formatter
                 and not handler.filters and not access_logger.filters
                 and not access_logger.propagate and handler.level <= INFO):
-            handler.add_line(handler.own_formatter.format_entry(entry))  # type: ignore[attr-defined]
+            handler.batch.add(handler.own_formatter.format_entry(entry))  # type: ignore[attr-defined]
             return
     # The record is made here rather than by `access_logger.info`, which would walk the
     # stack for a caller no access line shows (findCaller: a third of the logging call).
@@ -163,18 +163,17 @@ class TextFormatter(logging.Formatter):
 
     def format_entry(self, entry: HTTPEntry | WebSocketEntry) -> str:
         """The line `format` makes of an INFO record holding `entry`, in gateway's own format,
-        without the record: everything before the entry's text changes once a second."""
+        newline included, without the record. What comes before the entry's text changes
+        once a second."""
         second = int(time.time())
         if second != self._entry_second:
             self._entry_prefix = (f"{time.strftime(_DATE_FORMAT, self.converter(second))}"
                                   f" [{os.getpid()}] {self._info_text} ")
             self._entry_second = second
-        return self._entry_prefix + self._entry_text(entry)
+        return entry.line(self._entry_prefix, self._colour_entries)
 
     _info_text = "INFO"
-
-    def _entry_text(self, entry: HTTPEntry | WebSocketEntry) -> str:
-        return str(entry)
+    _colour_entries = False
 
 
 class ColourFormatter(TextFormatter):
@@ -186,9 +185,7 @@ class ColourFormatter(TextFormatter):
     def __init__(self, access: bool) -> None:
         super().__init__(_COLOUR_FORMAT)
         self.access = access
-
-    def _entry_text(self, entry: HTTPEntry | WebSocketEntry) -> str:
-        return entry.coloured() if self.access else str(entry)
+        self._colour_entries = access
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         colour = _LEVEL_COLOURS.get(record.levelno)
@@ -231,7 +228,7 @@ class JSONFormatter(logging.Formatter):
             "pid": os.getpid(),
         }
         line.update(entry.fields())
-        return _JSON.encode(line)
+        return _JSON.encode(line) + "\n"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
