@@ -67,19 +67,16 @@ class HTTPEntry:
 
     def __str__(self) -> str:
         if self.form.text is None:  # the default, made here: one call less per line
-            return _gateway_line(self, self.status)
+            return _gateway_line(self.scope, self.status, self.size, self.seconds)
         return self.form.render(self, False)
 
     def coloured(self) -> str:
         return self.form.render(self, True)
 
     def line(self, prefix: str, colour: bool) -> str:
-        """`prefix`, the text (`coloured` or not) and a newline: a text formatter's line, made
-        as one string (this runs once per response)."""
-        if self.form.text is None:
-            return _gateway_line(self, _coloured_status(self.status) if colour else self.status,
-                                 prefix, "\n")
-        return prefix + self.form.render(self, colour) + "\n"
+        """`prefix`, the text (`coloured` or not) and a newline: a text formatter's line."""
+        return self.form.line(prefix, colour, self.scope, self.status, self.size, self.seconds,
+                              self.stream_id, self.response_headers)
 
     def fields(self) -> dict[str, Any]:
         """The line's facts as JSON values."""
@@ -251,9 +248,21 @@ class AccessFormat:
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"it cannot be applied: {exc} (a literal % is written %%)") from None
 
+    def line(self, prefix: str, colour: bool, scope: dict[str, Any], status: int, size: int | None,
+             seconds: float, stream_id: int, response_headers: Iterable[Any]) -> str:
+        """`prefix`, the text of an HTTPEntry of these facts and a newline, as one string: the
+        line a text formatter writes, made without the entry in gateway's own format (this
+        runs once per response)."""
+        if self.text is None:
+            return _gateway_line(scope, _coloured_status(status) if colour else status, size,
+                                 seconds, prefix, "\n")
+        entry = HTTPEntry(self, scope, status, size, seconds, stream_id, response_headers)
+        return prefix + self.render(entry, colour) + "\n"
+
     def render(self, entry: HTTPEntry, colour: bool) -> str:
         if self.text is None:
-            return _gateway_line(entry, _coloured_status(entry.status) if colour else entry.status)
+            return _gateway_line(entry.scope, _coloured_status(entry.status) if colour else entry.status,
+                                 entry.size, entry.seconds)
         values = {key: atom(entry) for key, atom in self.atoms}
         if colour and self.colour_status and "s" in values:
             values["s"] = _coloured_status(entry.status)
@@ -283,11 +292,11 @@ def _coloured_status(status: int) -> str:
     return colour + text + RESET if colour else text
 
 
-def _gateway_line(entry: HTTPEntry, status: int | str, prefix: str = "", end: str = "") -> str:
+def _gateway_line(scope: dict[str, Any], status: int | str, size: int | None, seconds: float,
+                  prefix: str = "", end: str = "") -> str:
     """gateway's own line: `127.0.0.1:50000 - "GET /path?q HTTP/1.1" 200 5B 0.4ms`, and for a
     request refused before it was read whole, `127.0.0.1:50000 - "-" 400`; between `prefix`
     and `end`."""
-    scope = entry.scope
     client = scope.get("client")
     if "method" not in scope:
         return f'{prefix}{address_text(client)} - "-" {status}{end}'
@@ -296,4 +305,4 @@ def _gateway_line(entry: HTTPEntry, status: int | str, prefix: str = "", end: st
     if query:
         target += "?" + query.decode("latin-1")
     return (f'{prefix}{f"{client[0]}:{client[1]}" if client else "-"} - "{scope["method"]} {target}'
-            f' HTTP/{scope.get("http_version")}" {status} {entry.size}B {entry.seconds * 1000:.1f}ms{end}')
+            f' HTTP/{scope.get("http_version")}" {status} {size}B {seconds * 1000:.1f}ms{end}')

@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .access import AccessFormat, HTTPEntry, WebSocketEntry, protocol_text
@@ -74,11 +75,18 @@ class AccessLog:
         self.form = AccessFormat(access_log_format)
 
     def response(self, exchange: Exchange) -> None:
-        if access_logger.isEnabledFor(INFO):
-            _emit(HTTPEntry(
-                self.form, exchange.scope, exchange.status, exchange.bytes_sent,
-                time.perf_counter() - exchange.started_at, exchange.carrier_key, exchange.headers,
+        if not access_logger.isEnabledFor(INFO):
+            return
+        seconds = time.perf_counter() - exchange.started_at
+        handler = _direct_handler()
+        if handler is not None:  # the commonest line: no entry is made for it
+            handler.batch.add(handler.own_formatter.format_response(  # type: ignore[attr-defined]
+                self.form, exchange.scope, exchange.status, exchange.bytes_sent, seconds,
+                exchange.carrier_key, exchange.headers,
             ))
+            return
+        _handle(HTTPEntry(self.form, exchange.scope, exchange.status, exchange.bytes_sent, seconds,
+                          exchange.carrier_key, exchange.headers))
 
     def refused(self, client: tuple[str, int] | None, status: int) -> None:
         """A request answered before it was read whole (400, 408, 413, 431 ...)."""
@@ -95,15 +103,29 @@ class AccessLog:
             ))
 
 
-def _emit(entry: HTTPEntry | WebSocketEntry) -> None:
+def _direct_handler() -> LineHandler | None:
+    """The access logger's handler, when an access line may go straight to it: it is the only
+    one, gateway's own, with its own formatter, and neither it nor the logger filters, nor
+    does the logger propagate (anything else the user configured sees records)."""
     handlers = access_logger.handlers
     if len(handlers) == 1:
         handler = handlers[0]
         if (type(handler) is LineHandler and handler.formatter is handler.own_formatter
                 and not handler.filters and not access_logger.filters
                 and not access_logger.propagate and handler.level <= INFO):
-            handler.batch.add(handler.own_formatter.format_entry(entry))  # type: ignore[attr-defined]
-            return
+            return handler
+    return None
+
+
+def _emit(entry: HTTPEntry | WebSocketEntry) -> None:
+    handler = _direct_handler()
+    if handler is not None:
+        handler.batch.add(handler.own_formatter.format_entry(entry))  # type: ignore[attr-defined]
+    else:
+        _handle(entry)
+
+
+def _handle(entry: HTTPEntry | WebSocketEntry) -> None:
     # The record is made here rather than by `access_logger.info`, which would walk the
     # stack for a caller no access line shows (findCaller: a third of the logging call).
     access_logger.handle(access_logger.makeRecord(
@@ -163,14 +185,24 @@ class TextFormatter(logging.Formatter):
 
     def format_entry(self, entry: HTTPEntry | WebSocketEntry) -> str:
         """The line `format` makes of an INFO record holding `entry`, in gateway's own format,
-        newline included, without the record. What comes before the entry's text changes
-        once a second."""
+        newline included, without the record."""
+        return entry.line(self._prefix_now(), self._colour_entries)
+
+    def format_response(self, form: AccessFormat, scope: dict[str, Any], status: int,
+                        size: int | None, seconds: float, stream_id: int,
+                        response_headers: Iterable[Any]) -> str:
+        """`format_entry` of an HTTPEntry of these facts, without the entry."""
+        return form.line(self._prefix_now(), self._colour_entries, scope, status, size, seconds,
+                         stream_id, response_headers)
+
+    def _prefix_now(self) -> str:
+        """What comes before an access line's text: it changes once a second."""
         second = int(time.time())
         if second != self._entry_second:
             self._entry_prefix = (f"{time.strftime(_DATE_FORMAT, self.converter(second))}"
                                   f" [{os.getpid()}] {self._info_text} ")
             self._entry_second = second
-        return entry.line(self._entry_prefix, self._colour_entries)
+        return self._entry_prefix
 
     _info_text = "INFO"
     _colour_entries = False
@@ -229,6 +261,12 @@ class JSONFormatter(logging.Formatter):
         }
         line.update(entry.fields())
         return _JSON.encode(line) + "\n"
+
+    def format_response(self, form: AccessFormat, scope: dict[str, Any], status: int,
+                        size: int | None, seconds: float, stream_id: int,
+                        response_headers: Iterable[Any]) -> str:
+        return self.format_entry(HTTPEntry(form, scope, status, size, seconds, stream_id,
+                                           response_headers))
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
