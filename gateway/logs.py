@@ -27,7 +27,14 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .access import AccessFormat, HTTPEntry, WebSocketEntry, protocol_text
+from .access import (
+    AccessFormat,
+    HTTPEntry,
+    WebSocketEntry,
+    coloured_status,
+    gateway_line,
+    protocol_text,
+)
 from .access import address_text as address_text  # h1 and h2 take it from here
 from .log_config import apply_log_config, covers
 from .log_lines import LineBatch, LineHandler
@@ -192,6 +199,10 @@ class TextFormatter(logging.Formatter):
                         size: int | None, seconds: float, stream_id: int,
                         response_headers: Iterable[Any]) -> str:
         """`format_entry` of an HTTPEntry of these facts, without the entry."""
+        if form.text is None:  # gateway's own, the commonest: made here, one call less
+            if self._colour_entries:
+                status = coloured_status(status)  # type: ignore[assignment]
+            return gateway_line(scope, status, size, seconds, self._prefix_now(), "\n")
         return form.line(self._prefix_now(), self._colour_entries, scope, status, size, seconds,
                          stream_id, response_headers)
 
