@@ -294,7 +294,9 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.ledger.opened += 1  # type: ignore[union-attr]
         self.idle_since = None
         self.state.h2_streams += 1
-        stream.exchange.task = self.state.start_app(call)
+        # A whole request (not a WebSocket) may be answered before this returns (Python 3.12+,
+        # state.py's new_task): the stream is registered and the connection ready for it.
+        stream.exchange.task = self.state.start_app(call, eager=ended and stream.session is None)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         flow = event.flow_controlled_length
