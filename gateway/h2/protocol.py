@@ -137,7 +137,8 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
                 error_logger.debug("bad HTTP2-Settings from %s: %s", _client_text(self), exc)
                 self._close()
                 return
-            self._open_stream(1, RequestHead(upgrade.request_headers()), True)
+            # Not started eagerly: its body, read by HTTP/1.1, is fed to it just below.
+            self._open_stream(1, RequestHead(upgrade.request_headers()), True, eager=False)
             for chunk in upgrade.body:
                 self.streams[1].exchange.feed_body(chunk)
         self._flush()
@@ -280,7 +281,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.calm_down(reason)
         return False
 
-    def _open_stream(self, stream_id: int, head: RequestHead, ended: bool) -> None:
+    def _open_stream(self, stream_id: int, head: RequestHead, ended: bool, eager: bool = True) -> None:
         opened = open_stream(self, stream_id, head, ended)
         if opened is None:
             self.flush_soon()
@@ -296,7 +297,8 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.state.h2_streams += 1
         # A whole request (not a WebSocket) may be answered before this returns (Python 3.12+,
         # state.py's new_task): the stream is registered and the connection ready for it.
-        stream.exchange.task = self.state.start_app(call, eager=ended and stream.session is None)
+        eager = eager and ended and stream.session is None
+        stream.exchange.task = self.state.start_app(call, eager=eager)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         flow = event.flow_controlled_length
