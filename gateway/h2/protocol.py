@@ -8,6 +8,7 @@ data sent as the peer's windows allow, the app's `send` waiting meanwhile), trai
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import h2.events
@@ -137,10 +138,7 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
                 error_logger.debug("bad HTTP2-Settings from %s: %s", _client_text(self), exc)
                 self._close()
                 return
-            # Not started eagerly: its body, read by HTTP/1.1, is fed to it just below.
-            self._open_stream(1, RequestHead(upgrade.request_headers()), True, eager=False)
-            for chunk in upgrade.body:
-                self.streams[1].exchange.feed_body(chunk)
+            self._open_stream(1, RequestHead(upgrade.request_headers()), True, upgrade.body)
         self._flush()
         if state.shutting_down:
             self.shutdown()
@@ -281,7 +279,10 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.calm_down(reason)
         return False
 
-    def _open_stream(self, stream_id: int, head: RequestHead, ended: bool, eager: bool = True) -> None:
+    def _open_stream(self, stream_id: int, head: RequestHead, ended: bool,
+                     body: Iterable[bytes] = ()) -> None:
+        """`body`: what already arrived of the request (an h2c Upgrade's, read by HTTP/1.1),
+        given to the exchange before its app starts."""
         opened = open_stream(self, stream_id, head, ended)
         if opened is None:
             self.flush_soon()
@@ -297,8 +298,9 @@ class H2Protocol(ReadingBlocks, StreamResponses, asyncio.Protocol):
         self.state.h2_streams += 1
         # A whole request (not a WebSocket) may be answered before this returns (Python 3.12+,
         # state.py's new_task): the stream is registered and the connection ready for it.
-        eager = eager and ended and stream.session is None
-        stream.exchange.task = self.state.start_app(call, eager=eager)
+        for chunk in body:
+            stream.exchange.feed_body(chunk)
+        stream.exchange.task = self.state.start_app(call, eager=ended and stream.session is None)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         flow = event.flow_controlled_length
