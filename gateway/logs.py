@@ -328,6 +328,22 @@ def configure_logging(level: int, access_log: bool, log_config: str | None = Non
             asyncio_logger.addHandler(_stderr_handler(log_format, colour, False))
 
 
+def configure_embedded_logging(level: int, access_log: bool, log_config: str | None = None,
+                               use_colors: bool | None = None, log_format: str = "text") -> None:
+    """Logging for `gateway.serve()` inside another program: the CLI's lines (start-up, access,
+    shutdown), unless the program has logging of its own. A program that configured the root
+    logger gets gateway's lines through its own handlers, at gateway's levels; gateway's
+    loggers are then given no handler of their own, which would print every line twice."""
+    if log_config is not None or not logging.getLogger().handlers:
+        configure_logging(level, access_log, log_config, use_colors, log_format)
+        return
+    for logger in (error_logger, access_logger):
+        if not logger.handlers:
+            logger.setLevel(level)
+    if not access_log:
+        access_logger.setLevel(logging.CRITICAL + 1)
+
+
 def _stderr_handler(log_format: str, colour: bool, access: bool) -> logging.Handler:
     # A LineHandler writes a formatted record (or a batch of access lines), newline included,
     # with one `write`, which stderr (line-buffered, or unbuffered with -u) passes on as one

@@ -29,8 +29,7 @@ from .h1.protocol import H1Protocol, engine_class
 from .h2.protocol import H2Protocol
 from .lifespan import Lifespan
 from .loading import ASGIApp, load_app
-from .log_config import apply_log_config
-from .logs import configure_logging, error_logger
+from .logs import configure_embedded_logging, configure_logging, error_logger
 from .redirect import RedirectToHTTPS
 from .sockets import BindError, Listener, open_listeners
 from .state import ServerState
@@ -363,8 +362,12 @@ def run(app: Any = None, config: Config | None = None, **settings: Any) -> None:
     server = Server(config, app)
     factory = loop_factory(config.loop)
     server.prepare()
-    error_logger.info("gateway %s, Python %s, pid %d", __version__, sys.version.split()[0], os.getpid())
+    _log_version()
     serve_on_new_loop(server, factory)
+
+
+def _log_version() -> None:
+    error_logger.info("gateway %s, Python %s, pid %d", __version__, sys.version.split()[0], os.getpid())
 
 
 def serve_on_new_loop(server: Server, factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
@@ -382,14 +385,17 @@ def serve_on_new_loop(server: Server, factory: Callable[[], asyncio.AbstractEven
 
 
 async def serve(app: Any, config: Config | None = None, **settings: Any) -> None:
-    """Serve `app` on the running loop until cancelled or until a signal; for embedding. The
-    embedding program's logging is left alone, except for a `log_config` file, which is applied."""
+    """Serve `app` on the running loop until cancelled or until a signal; for embedding. It logs
+    what the CLI logs: to stderr, or through the program's own root handlers if it has some
+    (`configure_embedded_logging`)."""
     if config is None:
         config = Config(app=app, **settings)
     elif settings:
         config = config.replace(**settings)
-    if config.log_config is not None:
-        apply_log_config(config.log_config)
+    configure_embedded_logging(config.log_level_number, config.access_log, config.log_config,
+                               config.use_colors, config.log_format)
     server = Server(config, app)
+    server.prepare()
+    _log_version()
     await server.serve()
 
