@@ -3,7 +3,8 @@ that brought it: the app call's Task is started eagerly (state.py `new_task`), s
 scheduled and the loop takes no turn. The app still runs in a Task (`current_task()`), on
 uvloop and on asyncio's own loop; an app that waits is tracked and waited for as before, a
 pipeline behind a waiting request does not nest its calls, requests with a body and WebSocket
-handshakes are not started eagerly, and a task factory the app installs is used."""
+handshakes are not started eagerly, and a task factory the app installs is used. Before 3.12
+the same app runs in a Task the loop starts after the read."""
 
 from __future__ import annotations
 
@@ -15,10 +16,8 @@ import pytest
 from h1_client import RawClient, request
 from support import ENGINES, wait_until
 
-pytestmark = [
-    pytest.mark.timeout(60),
-    pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks came with Python 3.12"),
-]
+pytestmark = pytest.mark.timeout(60)
+eager = pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks came with Python 3.12")
 LOOPS = ("asyncio", "uvloop")
 
 
@@ -55,6 +54,7 @@ class Recorder:
         await send({"type": "http.response.body", "body": scope["path"].encode() + body["body"]})
 
 
+@eager
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("http", ENGINES)
 def test_a_request_that_never_waits_is_answered_from_the_read(serve, loop, http):
@@ -67,6 +67,7 @@ def test_a_request_that_never_waits_is_answered_from_the_read(serve, loop, http)
     assert [call[:3] for call in app.calls] == [("/one", True, True), ("/two", True, True)]
 
 
+@eager
 @pytest.mark.parametrize("loop", LOOPS)
 def test_under_limit_concurrency_too(serve, loop):
     app = Recorder()
@@ -78,6 +79,7 @@ def test_under_limit_concurrency_too(serve, loop):
     assert [call[:3] for call in app.calls] == [("/limited", True, True)]
 
 
+@eager
 @pytest.mark.parametrize("http", ENGINES)
 def test_a_request_that_waits_is_tracked_until_it_ends(serve, http):
     app = Recorder()
@@ -88,6 +90,7 @@ def test_a_request_that_waits_is_tracked_until_it_ends(serve, http):
         assert wait_until(lambda: not server.server.state.tasks)
 
 
+@eager
 @pytest.mark.parametrize("http", ENGINES)
 def test_a_pipeline_behind_a_waiting_request_does_not_nest(serve, http):
     """The calls after /wait start from inside its last `send`: each gets a Task of its own
@@ -103,6 +106,7 @@ def test_a_pipeline_behind_a_waiting_request_does_not_nest(serve, http):
     assert max(depths) < min(depths) + 40, depths
 
 
+@eager
 @pytest.mark.parametrize("http", ENGINES)
 def test_requests_with_a_body_and_websocket_handshakes_are_not_eager(serve, http):
     app = Recorder()
@@ -112,6 +116,7 @@ def test_requests_with_a_body_and_websocket_handshakes_are_not_eager(serve, http
     assert [call[:3] for call in app.calls] == [("/post", False, True)]
 
 
+@eager
 def test_a_task_factory_the_app_installs_is_used(serve):
     made = []
 
@@ -136,3 +141,14 @@ def test_a_task_factory_the_app_installs_is_used(serve):
         assert client.read_response().body == b"/factory"
     assert [call[:3] for call in recorder.calls] == [("/factory", False, True)]
     assert any(getattr(coro, "__qualname__", "") == "Exchange.run" for coro in made)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="Python 3.12+ starts the Task eagerly")
+@pytest.mark.parametrize("http", ENGINES)
+def test_before_3_12_the_app_runs_in_a_task_started_after_the_read(serve, http):
+    app = Recorder()
+    with serve(app, http=http, lifespan="off") as server, RawClient(server.port) as client:
+        client.send(request("GET", "/one"))
+        assert client.read_response().body == b"/one"
+        assert wait_until(lambda: not server.server.state.tasks)
+    assert [call[:3] for call in app.calls] == [("/one", False, True)]
