@@ -3,7 +3,7 @@
 A browser is the client gateway is finally for, and the one whose choices (ALPN, WebSocket
 over an HTTP/2 extended CONNECT, when a streamed body reaches a script) no Python client
 makes the same way. `Chromium` starts Debian's `chromium` with a fresh profile in a fresh HOME,
-whose NSS database trusts only the CA it is given; `DevTools` speaks the protocol's JSON
+whose NSS database trusts the CA it is given; `DevTools` speaks the protocol's JSON
 commands to it. Every wait has a deadline, and a missing tool or a browser that will not
 start is a `BrowserUnavailable` that says why, so that CI fails rather than skips.
 """
@@ -55,7 +55,7 @@ class DevToolsError(AssertionError):
 
 def require_tool(name: str, package: str) -> str:
     """The path of `name`, or BrowserUnavailable naming the Debian package that provides it."""
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+    path = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/bin"]))
     if path is None:
         raise BrowserUnavailable(f"{name} is not installed: apt-get install -y {package}")
     return path
@@ -122,19 +122,29 @@ class Chromium:
 
     def close(self, timeout: float = 10.0) -> None:
         """Kill the browser and its helpers (renderer, zygote, utilities), and wait until none
-        is left: they are the session the browser leads, so its group id names them all."""
+        runs: they are the session the browser leads, so its group id names them all. (Their
+        zombies are left to init, which may take a second to reap them.)"""
         deadline = time.monotonic() + timeout
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.process.wait(timeout)
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.process.pid, 0)
-            except ProcessLookupError:
-                return
+        while running_in_group(self.process.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def running_in_group(group: int) -> bool:
+    """Whether a process of `group` still runs (is not a zombie), from /proc's stat files."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After the command's closing parenthesis: state, parent, group.
+            state, _parent, process_group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(process_group) == group and state != "Z":
+            return True
+    return False
 
 
 @contextlib.contextmanager
