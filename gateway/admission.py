@@ -11,7 +11,8 @@ gateway accepts connections itself rather than through `loop.create_server`:
   waiting in the kernel's backlog are served once descriptors free.
 - A TLS connection gets its TLS state (50 KiB with uvloop, 300 KiB with asyncio's loop) only once
   its first bytes, the ClientHello, arrive; until then it is a bare socket of about 1 KiB, for
-  at most --tls-handshake-timeout.
+  at most --tls-handshake-timeout. First bytes that are a plain HTTP request instead get a 400
+  saying to use https:// (tls/plain_http.py).
 
 Every admitted connection holds its client's ledger (guards.py) from here until its protocol's
 `connection_lost`, or until the door drops it before a protocol took it; `AddressGuard.open`
@@ -34,6 +35,7 @@ from .guards import Ledger
 from .logs import error_logger
 from .proxy.protocol import ProxyHeaderError, ProxyHeaderReader, ProxyInfo
 from .state import ServerState
+from .tls.plain_http import PlainHTTPAnswers, sent_plain_http
 
 try:
     import resource
@@ -154,6 +156,8 @@ class Door:
         # belong to the door, the others to the loop.
         self.starting: set[asyncio.Task[None]] = set()
         self.unstarted: set[socket.socket] = set()
+        # Plain HTTP clients of a TLS listener, answered 400 and given time to read it.
+        self.plain_http = PlainHTTPAnswers(self.loop, self.guard.release)
         self.over_limit = Episode()
         self.starved = Episode()
 
@@ -166,7 +170,7 @@ class Door:
     @property
     def busy(self) -> bool:
         """Connections accepted that no protocol has taken yet (TLS handshakes included)."""
-        return bool(self.silent or self.starting or self.announcing)
+        return bool(self.silent or self.starting or self.announcing or self.plain_http)
 
     def check_timeouts(self, now: float) -> None:
         """Once a second: drop TLS clients silent past the handshake timeout, and say when an
@@ -186,6 +190,7 @@ class Door:
             late.append(sock)
         for sock in late:
             self._drop_announcing(sock, "no whole PROXY protocol header within --tls-handshake-timeout")
+        self.plain_http.expire(now)
         over = self.over_limit.ended(now)
         if over is not None:
             error_logger.info(
@@ -213,6 +218,7 @@ class Door:
             self._drop_silent(sock)
         for sock in list(self.announcing):
             self._drop_announcing(sock, "stopping")
+        self.plain_http.abort()
         for task in self.starting:
             task.cancel()
 
@@ -345,13 +351,19 @@ class Door:
         sock.close()
 
     def _spoke(self, sock: socket.socket) -> None:
-        """The TLS client's first bytes (or its leaving) arrived: now the handshake."""
+        """The TLS client's first bytes (or its leaving) arrived: now the handshake, unless
+        they are plain HTTP."""
         remaining = self.silent[sock][1] - self.loop.time()
         if remaining <= 0:
             self._drop_silent(sock)
             return
         self.loop.remove_reader(sock)
         ledger, _, route, addresses = self.silent.pop(sock)
+        if sent_plain_http(sock):
+            self.state.tls_failures["protocol_error"] += 1  # as OpenSSL's HTTP_REQUEST was
+            client, server = addresses if addresses is not None else (None, None)
+            self.plain_http.answer(sock, ledger, server, client)
+            return
         self._connect(sock, ledger, route, {
             **self.tls_options, "ssl": route.ssl_context, "ssl_handshake_timeout": remaining,
         }, addresses)

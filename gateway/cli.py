@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
                      help=f"where to listen, repeatable: HOST:PORT ([::1]:8443 for IPv6), "
                           f"unix:PATH, fd://N, or systemd (default: the sockets systemd passed, "
-                          f"else {DEFAULT_BIND})")
+                          f"else {DEFAULT_BIND}, and [::1] on its port with --dev-tls)")
     net.add_argument("--insecure-bind", action="append", metavar="ADDRESS",
                      help="a plain HTTP listener beside TLS ones, repeatable")
     net.add_argument("--redirect-bind", action="append", metavar="ADDRESS",

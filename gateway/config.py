@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 from .access import AccessFormat
 from .fields import has_control_characters, lower_name
 
-DEFAULT_BIND = "127.0.0.1:8000"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_BIND = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOG_FORMATS = ("text", "json")
 LIFESPAN_MODES = ("auto", "on", "off")
@@ -153,8 +155,11 @@ class Config:
     factory: bool = False
     app_dir: str | None = None
 
-    # Empty: the sockets systemd passed (LISTEN_FDS) when there are any, else DEFAULT_BIND.
+    # Empty: the sockets systemd passed (LISTEN_FDS) when there are any, else DEFAULT_BIND, and
+    # [::1] on the same port under --dev-tls (sockets.py).
     bind: list[str] = field(default_factory=list)
+    # The port of those default listeners (uvicorn's --port without --host); None: DEFAULT_PORT.
+    port: int | None = None
     insecure_bind: list[str] = field(default_factory=list)
     redirect_bind: list[str] = field(default_factory=list)
     redirect_port: int | None = None
@@ -334,6 +339,12 @@ class Config:
         if self.proxy_protocol is not None:
             _choice("--proxy-protocol", self.proxy_protocol, PROXY_PROTOCOLS)
         self.binds  # noqa: B018 - parsing is the validation
+        if self.port is not None:
+            if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 <= self.port <= 65535:
+                raise ConfigError(f"invalid --port {self.port!r}: a port from 0 to 65535")
+            if self.bind:
+                raise ConfigError("--port sets the port of the default listeners, and --bind says where "
+                                  "to listen: give the port in each --bind address instead")
         self.insecure_binds  # noqa: B018
         self.redirect_binds  # noqa: B018
         self.socket_mode  # noqa: B018

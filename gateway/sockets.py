@@ -10,18 +10,25 @@ TCP sockets are bound the way asyncio's `create_server` would: every address the
 resolves to, SO_REUSEADDR so a restart does not wait out TIME_WAIT, IPv6 sockets IPv6-only so
 `::` and `0.0.0.0` can be bound side by side. gateway accepts connections itself
 (admission.py), so it needs the sockets, not a loop server.
+
+With no address given, gateway listens on 127.0.0.1; with --dev-tls on [::1] too, on the same
+port, since browsers try `localhost` as ::1 first and a page on https://localhost should not
+wait for the fallback, nor reach another server listening there. A machine without IPv6 gets
+127.0.0.1 alone and one line saying so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import stat
 from dataclasses import dataclass, field
 
 from .config import (
-    DEFAULT_BIND,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
     Bind,
     BindAddress,
     Config,
@@ -30,9 +37,14 @@ from .config import (
     UnixBind,
     parse_listen,
 )
+from .logs import error_logger
 
 # systemd's socket activation passes its sockets from descriptor 3 on (sd_listen_fds(3)).
 SYSTEMD_FIRST_FD = 3
+# How binding ::1 fails where IPv6 is turned off (on lo, or in the kernel).
+_NO_IPV6 = frozenset((errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT))
+# Tries at an ephemeral port (--port 0) free on both 127.0.0.1 and ::1.
+_PAIR_TRIES = 5
 
 
 class BindError(ConfigError):
@@ -91,17 +103,19 @@ class Listener:
 
 def open_listeners(config: Config) -> list[Listener]:
     """Every listener the config asks for, or BindError with none left open."""
-    wanted: list[tuple[Bind, bool]] = [(bind, True) for bind in _binds(config)]
-    wanted += [(bind, False) for bind in config.insecure_binds]
-    redirects = len(wanted)
-    wanted += [(bind, False) for bind in config.redirect_binds]
     listeners: list[Listener] = []
     try:
-        for index, (bind, secure) in enumerate(wanted):
-            opened = _open(bind, secure, config)
-            for listener in opened:
-                listener.redirect = index >= redirects
-            listeners += opened
+        if _loopback_pair(config):
+            listeners += _open_loopback_pair(config)
+        else:
+            for bind in _binds(config):
+                listeners += _open(bind, True, config)
+        for bind in config.insecure_binds:
+            listeners += _open(bind, False, config)
+        for bind in config.redirect_binds:
+            for listener in _open(bind, False, config):
+                listener.redirect = True
+                listeners.append(listener)
     except BaseException:
         for listener in listeners:
             listener.close()
@@ -132,7 +146,37 @@ def _binds(config: Config) -> list[Bind]:
         return config.binds
     if systemd_fds():
         return [InheritedBind(None)]
-    return [parse_listen(DEFAULT_BIND)]
+    return [BindAddress(DEFAULT_HOST, DEFAULT_PORT if config.port is None else config.port)]
+
+
+def _loopback_pair(config: Config) -> bool:
+    """--dev-tls with no address given: 127.0.0.1 and ::1."""
+    return config.dev_tls and not config.bind and not systemd_fds()
+
+
+def _open_loopback_pair(config: Config) -> list[Listener]:
+    """127.0.0.1 and [::1] on one port, the one 127.0.0.1 got when the port is 0; 127.0.0.1
+    alone where IPv6 is off."""
+    port = DEFAULT_PORT if config.port is None else config.port
+    tries = _PAIR_TRIES
+    while True:
+        [v4] = _open(BindAddress(DEFAULT_HOST, port), True, config)
+        v6_bind = BindAddress("::1", v4.port or port)
+        try:
+            [v6_sock] = bind_tcp(v6_bind, config.backlog)
+        except OSError as exc:
+            if isinstance(exc, socket.gaierror) or exc.errno in _NO_IPV6:
+                error_logger.info("not listening on %s: IPv6 is off on this machine (%s)", v6_bind,
+                                  exc.strerror or exc)
+                return [v4]
+            v4.close()
+            tries -= 1
+            if port == 0 and exc.errno == errno.EADDRINUSE and tries:
+                continue  # the port 127.0.0.1 got is taken on ::1: another one
+            raise BindError(f"cannot listen on {v6_bind}: {exc.strerror or exc} (--dev-tls listens on "
+                            f"{DEFAULT_HOST} and ::1; --bind {DEFAULT_HOST}:{v6_bind.port} listens on "
+                            "the first alone)") from None
+        return [v4, Listener(v6_sock, v6_bind, True)]
 
 
 def _open(bind: Bind, secure: bool, config: Config) -> list[Listener]:

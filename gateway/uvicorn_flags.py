@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .config import DEFAULT_BIND, ConfigError
+from .config import DEFAULT_HOST, DEFAULT_PORT, ConfigError
 
 # uvicorn's --ssl-cert-reqs takes the ssl module's numbers.
 _CERT_REQS = {0: "none", 1: "optional", 2: "required"}
@@ -40,8 +40,10 @@ def add_uvicorn_flags(parser: argparse.ArgumentParser) -> None:
         "uvicorn's options", "accepted so that a uvicorn command line works unchanged"
     )
     group.add_argument("--host", metavar="HOST", help=f"with --port: --bind HOST:PORT "
-                       f"(default: {DEFAULT_BIND.partition(':')[0]})")
-    group.add_argument("--port", type=int, metavar="PORT", help="with --host: --bind HOST:PORT")
+                       f"(default: {DEFAULT_HOST})")
+    group.add_argument("--port", type=int, metavar="PORT",
+                       help="with --host: --bind HOST:PORT; alone: the port of the default "
+                            "listeners, 127.0.0.1 (and ::1 with --dev-tls)")
     group.add_argument("--uds", metavar="PATH", help="--bind unix:PATH")
     group.add_argument("--fd", type=int, metavar="N", help="--bind fd://N")
     group.add_argument("--ssl-certfile", metavar="FILE", help="--certfile")
@@ -85,10 +87,10 @@ def translate(flags: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if "ssl_cert_reqs" in settings:
         settings["verify_mode"] = _CERT_REQS[settings.pop("ssl_cert_reqs")]
     binds = _binds(settings)
+    if (binds or "port" in settings) and "bind" in flags:
+        raise ConfigError("--bind and uvicorn's --host/--port/--uds/--fd both say where to "
+                          "listen: use one or the other")
     if binds:
-        if "bind" in flags:
-            raise ConfigError("--bind and uvicorn's --host/--port/--uds/--fd both say where to "
-                              "listen: use one or the other")
         settings["bind"] = binds
     if settings.pop("ssl_version", None) is not None:
         notes.append("--ssl-version: gateway speaks TLS 1.2 and 1.3 and chooses the version itself")
@@ -116,18 +118,18 @@ def translate(flags: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _binds(settings: dict[str, Any]) -> list[str]:
-    """As uvicorn chooses: --uds, else --fd, else --host/--port; the others are ignored."""
+    """As uvicorn chooses: --uds, else --fd, else --host/--port; the others are ignored. --port
+    alone stays in `settings` as the port of the default listeners (config.py), so that
+    --dev-tls still listens on ::1 beside 127.0.0.1 there."""
     host = settings.pop("host", None)
-    port = settings.pop("port", None)
     uds = settings.pop("uds", None)
     fd = settings.pop("fd", None)
+    if host is None and uds is None and fd is None:
+        return []
+    port = settings.pop("port", None)
     if uds is not None:
         return [f"unix:{uds}"]
     if fd is not None:
         return [f"fd://{fd}"]
-    if host is None and port is None:
-        return []
-    default_host, _, default_port = DEFAULT_BIND.partition(":")
-    host = default_host if host is None else host
-    port = int(default_port) if port is None else port
+    port = DEFAULT_PORT if port is None else port
     return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]

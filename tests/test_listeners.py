@@ -3,8 +3,12 @@ activation, TLS and plain listeners side by side, and all-or-nothing binding."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -14,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import run_cli
-from support import assert_port_free, free_port
+from support import assert_port_free, free_port, ipv6_loopback
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,8 +45,6 @@ def project(tmp_path: Path) -> Path:
 
 
 def curl_unix(path: Path, url: str = "http://localhost/") -> dict:
-    import json
-
     result = subprocess.run(["curl", "-sS", "--max-time", "10", "--unix-socket", str(path), url],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -182,3 +184,83 @@ def test_workers_over_a_unix_socket(start, tmp_path):
     assert curl_unix(path)["server"] == [str(path), None]
     assert tree.stop() == 0
     assert not path.exists()
+
+
+# -- --dev-tls on both loopback addresses -----------------------------------------------------
+
+needs_ipv6 = pytest.mark.skipif(not ipv6_loopback(), reason="this machine cannot bind ::1")
+# Run gateway in a network namespace of its own whose loopback has IPv6 turned off.
+WITHOUT_IPV6 = ["unshare", "--user", "--map-root-user", "--net", "sh", "-c",
+                "ip link set lo up && echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6 && "
+                'exec "$0" -m gateway "$@"', sys.executable]
+
+
+def dev_tls_client(project: Path) -> httpx.Client:
+    """A client trusting the CA that --dev-tls made in the project's certs directory."""
+    return httpx.Client(verify=ssl.create_default_context(cafile=str(project / "certs" / "ca.pem")),
+                        timeout=10)
+
+
+def https_listeners(tree, count: int) -> list[tuple[str, int]]:
+    return [(match[1], int(match[2])) for match in tree.wait_for(r"listening on https://(\S+):(\d+)", count)]
+
+
+@needs_ipv6
+@pytest.mark.parametrize("args", [["--port", "{port}"], ["--port", "0", "--workers", "2"]])
+def test_dev_tls_listens_on_127_0_0_1_and_ipv6_loopback_on_one_port(start, project, args):
+    """Browsers try `localhost` as ::1 first: both answer, on the port given (or one port 0 chose)."""
+    wanted = free_port()
+    tree = start("--dev-tls", "--certs-dir", str(project / "certs"),
+                 *(arg.format(port=wanted) for arg in args), "where:app")
+    found = https_listeners(tree, 2)
+    assert [host for host, _ in found] == ["127.0.0.1", "[::1]"], tree.text
+    port = found[0][1]
+    assert found[1][1] == port and (port == wanted or "0" in args), tree.text
+    if "--workers" in args:
+        tree.ready_workers(2)
+    with dev_tls_client(project) as client:
+        for host, address in (("127.0.0.1", "127.0.0.1"), ("[::1]", "::1")):
+            answer = client.get(f"https://{host}:{port}/").json()
+            assert answer["server"] == [address, port] and answer["scheme"] == "https"
+    assert tree.stop() == 0
+
+
+@needs_ipv6
+@pytest.mark.parametrize(("args", "bound", "not_bound"), [
+    (["--bind", "127.0.0.1:{port}"], "127.0.0.1", "::1"),
+    (["--host", "::1", "--port", "{port}"], "::1", "127.0.0.1"),
+])
+def test_dev_tls_with_an_address_listens_only_there(start, project, args, bound, not_bound):
+    port = free_port()
+    tree = start("--dev-tls", "--certs-dir", str(project / "certs"),
+                 *(arg.format(port=port) for arg in args), "where:app")
+    url_host = f"[{bound}]" if ":" in bound else bound
+    assert https_listeners(tree, 1) == [(url_host, port)]
+    with dev_tls_client(project) as client:
+        assert client.get(f"https://{url_host}:{port}/").json()["server"] == [bound, port]
+    family = socket.AF_INET6 if ":" in not_bound else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.settimeout(2)
+        assert probe.connect_ex((not_bound, port)) == errno.ECONNREFUSED
+    assert tree.stop() == 0
+    assert tree.text.count("listening on") == 1, tree.text
+
+
+def test_dev_tls_where_ipv6_is_off_listens_on_127_0_0_1_and_says_so_once(start, project):
+    probe = subprocess.run([*WITHOUT_IPV6[:6], "ip link set lo up && echo 1 > "
+                            "/proc/sys/net/ipv6/conf/lo/disable_ipv6"], capture_output=True)
+    if probe.returncode != 0 or not shutil.which("nsenter"):
+        pytest.skip("no network namespace of our own here (unshare --user --net)")
+    port = free_port()
+    tree = start("--dev-tls", "--certs-dir", str(project / "certs"), "--port", str(port),
+                 "where:app", prefix=WITHOUT_IPV6)
+    assert https_listeners(tree, 1) == [("127.0.0.1", port)]
+    inside = subprocess.run(
+        ["nsenter", "--target", str(tree.process.pid), "--user", "--net", "--preserve-credentials",
+         "curl", "-sS", "--max-time", "10", "--cacert", str(project / "certs" / "ca.pem"),
+         f"https://127.0.0.1:{port}/"], capture_output=True, text=True)
+    assert inside.returncode == 0, inside.stderr
+    assert json.loads(inside.stdout)["server"] == ["127.0.0.1", port]
+    assert tree.stop() == 0
+    assert tree.text.count(f"not listening on [::1]:{port}: IPv6 is off") == 1, tree.text
+    assert tree.text.count("listening on") == 2 and "Traceback" not in tree.text, tree.text

@@ -107,7 +107,7 @@ VERIFY_MODES = {"0": "none", "1": "optional", "2": "required"}
 
 MEANING: dict[str, Callable[[str | None], Meaning]] = {
     "--host": host_bind,
-    "--port": lambda port: Accepted({"bind": [f"127.0.0.1:{port}"]}),
+    "--port": lambda port: Accepted({"port": int(port)}),
     "--uds": lambda path: Accepted({"bind": [f"unix:{path}"]}),
     "--fd": lambda fd: Accepted({"bind": [f"fd://{fd}"]}),
     "--reload": switch("reload", True),
@@ -300,13 +300,13 @@ def config_in_process(args: list[str], capsys) -> Outcome:
     return Outcome(code, captured.out, captured.err)
 
 
-def config_process(args: list[str], cwd: str) -> Outcome:
-    """`python -m gateway config ARGS` as a process."""
+def config_process(args: list[str], cwd: str, extra_env: dict[str, str] | None = None) -> Outcome:
+    """`python -m gateway config ARGS` as a process, with only `extra_env` of gateway's variables."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("GATEWAY_") and name != "WEB_CONCURRENCY"}
     result = subprocess.run([sys.executable, "-m", "gateway", "config", *args], cwd=cwd,
                             capture_output=True, text=True, timeout=30,
-                            env=dict(env, PYTHONUNBUFFERED="1"))
+                            env=dict(env, PYTHONUNBUFFERED="1", **(extra_env or {})))
     return Outcome(result.returncode, result.stdout, result.stderr)
 
 
@@ -494,3 +494,13 @@ def test_serves_on_uds(files, gateway_cli, tmp_path):
     returncode, output = process.stop()
     assert returncode == 0, output
     assert not path.exists()  # the socket file gateway made is removed on the way out
+
+
+@pytest.mark.parametrize(("args", "env", "words"), [
+    (["--port", "9000", "--bind", "127.0.0.1:8000"], {}, ("--bind", "--port", "one or the other")),
+    (["--bind", "127.0.0.1:8000"], {"GATEWAY_PORT": "9000"}, ("--port", "each --bind address")),
+])
+def test_port_alone_and_bind_are_refused_together(args, env, words, files):
+    """--port alone is the port of the default listeners: beside --bind it would say nothing."""
+    outcome = config_process([*args, "hello:app"], files["{tmp}"], env)
+    check(outcome, Refused(words), " ".join(args))

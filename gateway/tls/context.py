@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from ..config import BindAddress, Config, ConfigError
+from ..config import DEFAULT_PORT, BindAddress, Config, ConfigError
 from ..logs import error_logger
 from .sslobject import ServerSSLContext, ServerSSLObject
 
@@ -37,7 +37,8 @@ def certificate_files(config: Config) -> tuple[str, str | None] | None:
         certs, created = ensure_dev_certificates(config.certs_dir)
         if created:
             first = next((bind for bind in config.binds if isinstance(bind, BindAddress)), None)
-            url = f"https://{first.url_host}:{first.port}" if first else "https://localhost:8000"
+            url = (f"https://{first.url_host}:{first.port}" if first
+                   else f"https://localhost:{config.port or DEFAULT_PORT}")
             error_logger.info("created development certificates in %s", certs.directory)
             error_logger.info("%s", trust_instructions(certs, url))
         else:

@@ -47,7 +47,9 @@ STILL_SENDING = 0.25
 _TCP_INFO_SIZE = 104
 _LAST_DATA_RECV = 52
 
-_HANDSHAKE_FAILURES = {
+# What the debug line of a failed handshake says for OpenSSL's reasons; plain_http.py, which
+# answers plain HTTP before OpenSSL sees it, says the first.
+HANDSHAKE_FAILURE_TEXT = {
     "HTTP_REQUEST": "the client spoke plain HTTP to the TLS port",
     "TLSV1_ALERT_UNKNOWN_CA": "the client does not trust the certificate's CA",
     "UNSUPPORTED_PROTOCOL": "the client offered only TLS versions older than 1.2",
@@ -77,7 +79,7 @@ class ServerSSLObject(ssl.SSLObject):
             raise
         except ssl.SSLError as exc:
             reason = exc.reason or str(exc)
-            error_logger.debug("TLS handshake failed: %s", _HANDSHAKE_FAILURES.get(reason, reason))
+            error_logger.debug("TLS handshake failed: %s", HANDSHAKE_FAILURE_TEXT.get(reason, reason))
             raise
 
     def unwrap(self) -> None:  # type: ignore[override]

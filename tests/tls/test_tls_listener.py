@@ -155,18 +155,6 @@ def test_ciphers_setting_limits_tls12_ciphers(serve, certs):
 # -- failed handshakes ------------------------------------------------------------------------
 
 
-def test_plain_http_to_the_tls_port_is_closed_and_the_server_goes_on(serve, certs):
-    with serve(TLSRecorder(), **tls_settings(certs)) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            received = b""
-            with contextlib.suppress(ConnectionResetError):
-                while chunk := sock.recv(65536):
-                    received += chunk
-        assert b"HTTP/1.1 200" not in received
-        assert https_get_works(server.port, certs)
-
-
 def test_client_not_trusting_the_certificate_and_the_server_goes_on(serve, certs):
     untrusting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     trustme.CA().configure_trust(untrusting)
