@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--lifespan", choices=LIFESPAN_MODES,
                      help="ASGI lifespan events (default: auto, on when the app supports them)")
     app.add_argument("--interface", choices=INTERFACES,
-                     help="the app's interface (default: auto, ASGI 3 or ASGI 2 as detected)")
+                     help="the app's interface (default: auto, ASGI 3 or ASGI 2 as detected; wsgi for"
+                          " Flask or Django's WSGI app, with pip install 'gateway[wsgi]')")
+    app.add_argument("--wsgi-threads", type=int, metavar="N",
+                     help="with --interface wsgi, the requests run at once on threads (default: 10)")
     app.add_argument("--env-file", metavar="FILE",
                      help="load environment variables from this file first (python-dotenv)")
 
