@@ -54,7 +54,6 @@ class WSGIAdapter:
     """Presents a WSGI app as ASGI 3; the app runs on at most `threads` threads at once."""
 
     def __init__(self, app: WSGIApp, threads: int) -> None:
-        self.app = app
         self.middleware = require_a2wsgi()(_closed_when_client_gone(app), workers=threads)
         self.middleware.executor = DaemonThreadPool(threads)
 
@@ -106,11 +105,13 @@ def _closed_when_client_gone(app: WSGIApp) -> WSGIApp:
 
 
 class DaemonThreadPool(Executor):
-    """Runs calls on at most `threads` daemon threads, started as the work needs them."""
+    """Runs calls on at most `threads` daemon threads, started as the work needs them. Work is
+    submitted from the event loop's thread only (`run_in_executor`), so counting the threads
+    needs no lock."""
 
     def __init__(self, threads: int) -> None:
-        self.limit = threads
-        self.threads: list[threading.Thread] = []
+        self._limit = threads
+        self._threads: list[threading.Thread] = []
         self._work: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = \
             queue.SimpleQueue()
         self._idle = threading.Semaphore(0)
@@ -118,10 +119,10 @@ class DaemonThreadPool(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
         self._work.put((future, functools.partial(fn, **kwargs) if kwargs else fn, args))
-        if not self._idle.acquire(blocking=False) and len(self.threads) < self.limit:
-            thread = threading.Thread(target=self._serve, name=f"wsgi-{len(self.threads) + 1}",
+        if not self._idle.acquire(blocking=False) and len(self._threads) < self._limit:
+            thread = threading.Thread(target=self._serve, name=f"wsgi-{len(self._threads) + 1}",
                                       daemon=True)
-            self.threads.append(thread)
+            self._threads.append(thread)
             thread.start()
         return future
 

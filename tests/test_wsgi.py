@@ -237,11 +237,29 @@ def test_a_wsgi_app_without_the_flag_says_how_to_serve_it(tmp_path, app_dir, app
                                   " (pip install 'gateway[wsgi]')")
 
 
-def test_the_flag_on_an_asgi_app_is_refused(tmp_path):
-    result = run_cli("--interface", "wsgi", "--app-dir", str(EXAMPLES), "-b", "127.0.0.1:0",
-                     "hello:app", cwd=tmp_path)
-    assert_one_error_line(result, "hello:app is an ASGI app, not a WSGI one: serve it without"
-                                  " --interface wsgi")
+ASGI2_APP = """
+class App:
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        pass
+"""
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--interface", "wsgi", "--app-dir", str(EXAMPLES), "hello:app"],
+     "hello:app is an ASGI app, not a WSGI one: serve it without --interface wsgi"),
+    (["--interface", "wsgi", "asgi2:App"],
+     "asgi2:App is not a WSGI app, which takes (environ, start_response): serve it without"
+     " --interface wsgi"),
+    (["--interface", "wsgi", "--wsgi-threads", "0", "--app-dir", str(EXAMPLES), "flask_app:app"],
+     "invalid --wsgi-threads 0: it must be a whole number > 0"),
+], ids=["asgi3", "asgi2", "no-threads"])
+def test_the_flag_on_what_is_no_wsgi_app_is_refused(tmp_path, flags, expected):
+    (tmp_path / "asgi2.py").write_text(ASGI2_APP)
+    result = run_cli("-b", "127.0.0.1:0", *flags, cwd=tmp_path)
+    assert_one_error_line(result, expected)
 
 
 def test_without_a2wsgi_the_flag_names_the_extra(tmp_path):
