@@ -54,6 +54,7 @@ Serve an ASGI app over HTTP/1.1 and HTTP/2, with or without TLS.
   gateway --certfile cert.pem --keyfile key.pem -b 0.0.0.0:443 main:app
   gateway --workers 4 --bind unix:/run/app.sock main:app
   gateway --reload main:app                     restart when the code changes
+  gateway --interface wsgi main:app             a WSGI app (Flask, Django), with gateway[wsgi]
   gateway certs                                 make the development certificates only
   gateway config [OPTIONS] [MODULE:ATTR]        print the settings and where each came from
 
@@ -96,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--lifespan", choices=LIFESPAN_MODES,
                      help="ASGI lifespan events (default: auto, on when the app supports them)")
     app.add_argument("--interface", choices=INTERFACES,
-                     help="the app's interface (default: auto, ASGI 3 or ASGI 2 as detected)")
+                     help="the app's interface (default: auto, ASGI 3 or ASGI 2 as detected); wsgi"
+                          " serves a WSGI app such as Flask's, with pip install 'gateway[wsgi]'")
+    app.add_argument("--wsgi-threads", type=int, metavar="N",
+                     help="with --interface wsgi, how many requests the app runs at once, each on a"
+                          " thread of its own (default: 10 per worker)")
     app.add_argument("--env-file", metavar="FILE",
                      help="load environment variables from this file first (python-dotenv)")
 

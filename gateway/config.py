@@ -178,6 +178,8 @@ class Config:
     reload_delay: float = 0.25
     env_file: str | None = None
     interface: str = "auto"
+    # Threads a WSGI app's requests run on, at most, in each worker (a2wsgi's pool).
+    wsgi_threads: int = 10
 
     certfile: str | None = None
     keyfile: str | None = None
@@ -353,7 +355,7 @@ class Config:
                      "ws_ping_interval", "ws_ping_timeout", "ws_close_timeout", "reload_delay"):
             _non_negative(name, getattr(self, name))
         for name in ("max_head_size", "backlog", "h2_max_concurrent_streams", "h2_max_header_list_size",
-                     "h2_max_headers_held", "control_frame_budget", "ws_max_size", "workers"):
+                     "h2_max_headers_held", "control_frame_budget", "ws_max_size", "workers", "wsgi_threads"):
             _positive_int(name, getattr(self, name))
         for name in ("limit_connections", "max_requests", "limit_concurrency"):
             if getattr(self, name) is not None:
@@ -369,10 +371,9 @@ class Config:
                 " since a worker reports once a second"
             )
         if self.interface == "wsgi":
-            raise ConfigError(
-                "--interface wsgi: gateway serves ASGI apps only for now; wrap a WSGI app with"
-                " a2wsgi (WSGIMiddleware) or asgiref's WsgiToAsgi"
-            )
+            from .wsgi import require_a2wsgi
+
+            require_a2wsgi()
         if self.uses_supervisor and self.app is not None and not isinstance(self.app, str):
             raise ConfigError(
                 "--workers, --reload and --max-requests start the app in new processes, so they"

@@ -1,4 +1,4 @@
-"""Turn "module:attr" into an ASGI 3 callable.
+"""Turn "module:attr" into an ASGI 3 callable, from an ASGI 3, ASGI 2 or WSGI app.
 
 Import failures are the most common first-run mistake, so each way of failing gets its own
 message naming the module or attribute, instead of a traceback.
@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .config import ConfigError
+from .wsgi import INSTALL_HINT, WSGIAdapter
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -95,9 +96,12 @@ def import_from_string(spec: str, app_dir: str | None = None) -> Any:
 
 
 def load_app(app: Any, factory: bool = False, app_dir: str | None = None,
-             interface: str = "auto") -> ASGIApp:
-    """Load and normalise the app: import it, call the factory, wrap ASGI 2 apps (detected,
-    or as `interface` says)."""
+             interface: str = "auto", wsgi_threads: int = 10) -> ASGIApp:
+    """Load and normalise the app: import it, call the factory, wrap ASGI 2 and WSGI apps
+    (ASGI 2 detected or as `interface` says; WSGI only when `interface` says, since its
+    requests run on threads, which the user should choose knowingly)."""
+    name = app if isinstance(app, str) else f"the app {app!r}"
+    flag = "--interface wsgi" if isinstance(app, str) else "interface='wsgi'"
     if isinstance(app, str):
         app = import_from_string(app, app_dir)
     if factory:
@@ -114,8 +118,17 @@ def load_app(app: Any, factory: bool = False, app_dir: str | None = None,
         raise AppLoadError(
             "the app takes no arguments: if it is a factory that builds the app, add --factory"
         )
+    if interface == "wsgi":
+        if is_asgi3(app):
+            raise AppLoadError(f"{name} is an ASGI app, not a WSGI one: serve it without {flag}")
+        if _required_positional(app) not in (2, None):
+            raise AppLoadError(f"{name} is not a WSGI app, which takes (environ, start_response):"
+                               f" serve it without {flag}")
+        return WSGIAdapter(app, wsgi_threads)
     if interface == "asgi3" or (interface == "auto" and is_asgi3(app)):
         return app
+    if interface == "auto" and is_wsgi(app):
+        raise AppLoadError(f"{name} looks like a WSGI app; serve it with {flag} ({INSTALL_HINT})")
     return ASGI2Adapter(app)
 
 
@@ -128,6 +141,24 @@ def is_asgi3(app: Any) -> bool:
         return True
     call = getattr(app, "__call__", None)  # noqa: B004 - we want the method itself
     return asyncio.iscoroutinefunction(call)
+
+
+def is_wsgi(app: Any) -> bool:
+    """A WSGI app (a Flask app, Django's WSGIHandler, a plain function) is a callable taking
+    (environ, start_response), where an ASGI 2 app takes (scope) and an ASGI 3 one is async."""
+    return not is_asgi3(app) and _required_positional(app) == 2
+
+
+def _required_positional(app: Any) -> int | None:
+    """How many positional arguments calling `app` needs; None when its signature cannot say."""
+    try:
+        params = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(param.kind is inspect.Parameter.VAR_POSITIONAL for param in params):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for param in params if param.kind in positional and param.default is param.empty)
 
 
 def _looks_like_factory(app: Any) -> bool:

@@ -91,7 +91,8 @@ class Server:
         self.engine = engine_class(config.http)
         if self.app_spec is None:
             raise ConfigError("no app given: name one as MODULE:ATTRIBUTE, for example main:app")
-        self.app = load_app(self.app_spec, config.factory, config.app_dir, config.interface)
+        self.app = load_app(self.app_spec, config.factory, config.app_dir, config.interface,
+                            config.wsgi_threads)
         material = certificate_files(config)
         if material is not None:
             certfile, keyfile = material
