@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
 from gateway.tls.devcerts import (
     DevCertificateError,
@@ -158,6 +162,45 @@ def test_a_ca_from_an_older_gateway_without_expiry_is_kept(tmp_path: Path) -> No
     assert _handshake(certs, "localhost") == b"hello"
 
 
+def _store_ca_expiring_in(directory: Path, days: int) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gateway development CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=3000))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "ca-key.pem").write_bytes(
+        key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    (directory / "ca.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+    return cert
+
+
+def test_a_leaf_never_outlives_its_ca(tmp_path: Path) -> None:
+    ca = _store_ca_expiring_in(tmp_path, 200)
+
+    certs, _ = ensure_dev_certificates(tmp_path)
+
+    assert _ca(certs) == ca
+    assert _leaf(certs).not_valid_after_utc == ca.not_valid_after_utc
+    assert _handshake(certs, "localhost") == b"hello"
+
+
+def test_a_ca_within_a_month_of_expiry_is_replaced(tmp_path: Path) -> None:
+    old = _store_ca_expiring_in(tmp_path, 20)
+
+    certs, created = ensure_dev_certificates(tmp_path)
+
+    assert created
+    assert _ca(certs) != old
+    assert _lifetime(_ca(certs)) == datetime.timedelta(days=3652)
+    assert _handshake(certs, "localhost") == b"hello"
+
+
 @pytest.mark.parametrize("server_hostname", ["localhost", "127.0.0.1"])
 def test_tls_handshake_verifies_against_ca(tmp_path: Path, server_hostname: str) -> None:
     certs, _ = ensure_dev_certificates(tmp_path)
@@ -186,12 +229,12 @@ def test_missing_leaf_is_reissued_from_same_ca(tmp_path: Path) -> None:
     assert _handshake(certs, "localhost") == b"hello"
 
 
-def test_leaf_expiring_soon_is_reissued(tmp_path: Path) -> None:
+def test_leaf_within_a_month_of_expiry_is_reissued(tmp_path: Path) -> None:
     certs, _ = ensure_dev_certificates(tmp_path)
     ca = trustme.CA.from_pem(certs.ca_cert.read_bytes(), certs.ca_key.read_bytes())
     now = datetime.datetime.now(datetime.timezone.utc)
     expiring = ca.issue_cert(
-        "localhost", "127.0.0.1", "::1", not_after=now + datetime.timedelta(days=2)
+        "localhost", "127.0.0.1", "::1", not_after=now + datetime.timedelta(days=20)
     )
     certs.cert.write_bytes(expiring.cert_chain_pems[0].bytes() + ca.cert_pem.bytes())
     certs.key.write_bytes(expiring.private_key_pem.bytes())
