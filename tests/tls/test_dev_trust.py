@@ -233,3 +233,30 @@ def test_system_store_makes_curl_trust_dev_tls_without_cacert(home: Path, gatewa
     finally:
         if system_file.exists():
             certs(home, "--uninstall")
+
+
+def chromium_page(home: Path, url: str) -> str:
+    """What headless Chromium shows for `url`, its NSS database being the one in `home`."""
+    done = subprocess.run(
+        [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={home / 'chromium-profile'}", "--dump-dom", url],
+        capture_output=True, text=True, env=dict(os.environ, HOME=str(home)), timeout=60,
+    )
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_chromium_trusts_dev_tls_after_install_and_not_after_uninstall(
+        home: Path, only_certutil: str, gateway_cli) -> None:
+    (home / "hello.py").write_text(HELLO)
+    server = gateway_cli("--dev-tls", "--certs-dir", str(home / "devcerts"), "-b", "127.0.0.1:0",
+                         "hello:app", cwd=home)
+    url = f"https://127.0.0.1:{server.wait_listening()}/"
+    assert "hello over trusted TLS" not in chromium_page(home, url)
+
+    assert certs(home, "--install", path=only_certutil).returncode == 0
+    assert "hello over trusted TLS" in chromium_page(home, url)
+    assert "hello over trusted TLS" in chromium_page(home, url.replace("127.0.0.1", "localhost"))
+
+    assert certs(home, "--uninstall", path=only_certutil).returncode == 0
+    assert "hello over trusted TLS" not in chromium_page(home, url)
