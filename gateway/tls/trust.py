@@ -204,30 +204,28 @@ def _system_label(ca: DevCA) -> str:
     return f"the system store ({ca.system_file})"
 
 
-def _system_tool() -> str | None:
-    return shutil.which("update-ca-certificates") if SYSTEM_STORE.parent.is_dir() else None
+def _system_link(ca: DevCA) -> Path:
+    return _SYSTEM_LINKS / f"{ca.system_file.stem}.pem"
 
 
 def _system_status(ca: DevCA) -> StoreReport:
-    if _system_tool() is None:
-        return _no_system_tool(ca)
-    trusted = (_SYSTEM_LINKS / f"{ca.system_file.stem}.pem").exists()
+    if not SYSTEM_STORE.is_dir():
+        return _no_system_store()
+    trusted = _system_link(ca).exists()
     return StoreReport(Outcome.TRUSTED if trusted else Outcome.ABSENT, _system_label(ca))
 
 
 def _system_install(ca: DevCA) -> StoreReport:
-    tool = _system_tool()
-    if tool is None:
-        return _no_system_tool(ca)
+    if not SYSTEM_STORE.is_dir():
+        return _no_system_store()
     label = _system_label(ca)
     pem = ca.path.read_bytes()
-    link = _SYSTEM_LINKS / f"{ca.system_file.stem}.pem"
-    if _read(ca.system_file) == pem and link.exists():
+    if _read(ca.system_file) == pem and _system_link(ca).exists():
         return StoreReport(Outcome.ALREADY, label, "nothing changed")
-    if os.geteuid() != 0:
-        return _needs_root(label, "--install")
+    tool = _system_tool(label, "--install")
+    if isinstance(tool, StoreReport):
+        return tool
     try:
-        SYSTEM_STORE.mkdir(mode=0o755, exist_ok=True)
         ca.system_file.write_bytes(pem)
         ca.system_file.chmod(0o644)
     except OSError as exc:
@@ -237,14 +235,14 @@ def _system_install(ca: DevCA) -> StoreReport:
 
 
 def _system_uninstall(ca: DevCA) -> StoreReport:
-    tool = _system_tool()
-    if tool is None:
-        return _no_system_tool(ca)
+    if not SYSTEM_STORE.is_dir():
+        return _no_system_store()
     label = _system_label(ca)
     if not ca.system_file.exists():
         return StoreReport(Outcome.ABSENT, label, "nothing to remove")
-    if os.geteuid() != 0:
-        return _needs_root(label, "--uninstall")
+    tool = _system_tool(label, "--uninstall")
+    if isinstance(tool, StoreReport):
+        return tool
     try:
         ca.system_file.unlink()
     except OSError as exc:
@@ -254,15 +252,23 @@ def _system_uninstall(ca: DevCA) -> StoreReport:
     return StoreReport(Outcome.FAILED, label, failure) if failure else StoreReport(Outcome.REMOVED, label)
 
 
-def _no_system_tool(ca: DevCA) -> StoreReport:
+def _system_tool(label: str, flag: str) -> str | StoreReport:
+    """update-ca-certificates, or why the system store is skipped."""
+    # Checked first: a user's PATH often lacks /usr/sbin, where the tool lives.
+    if os.geteuid() != 0:
+        return StoreReport(Outcome.SKIPPED, label, f"needs root; run 'sudo gateway certs {flag}' "
+                           "with the same --certs-dir for it")
+    tool = shutil.which("update-ca-certificates")
+    if tool is None:
+        return StoreReport(Outcome.SKIPPED, label, "update-ca-certificates not found on PATH "
+                           "(apt-get install ca-certificates)")
+    return tool
+
+
+def _no_system_store() -> StoreReport:
     return StoreReport(Outcome.SKIPPED, "the system store",
-                       f"update-ca-certificates not found (Debian's ca-certificates); add "
-                       f"{ca.path} to this system's CA store by hand")
-
-
-def _needs_root(label: str, flag: str) -> StoreReport:
-    return StoreReport(Outcome.SKIPPED, label, f"needs root; run 'sudo gateway certs {flag}' "
-                       "with the same --certs-dir for it")
+                       f"{SYSTEM_STORE} not found: not a Debian-like system; add the CA to its "
+                       "store by hand")
 
 
 def _read(path: Path) -> bytes | None:
