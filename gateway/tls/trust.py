@@ -179,10 +179,10 @@ def _nss_install(certutil: str, ca: DevCA, database: str, label: str) -> StoreRe
     if failure:
         return StoreReport(Outcome.FAILED, label, failure)
     if not _nss_trusts(certutil, ca, database):
-        # certutil keeps a certificate it already holds under its first nickname.
-        return StoreReport(Outcome.FAILED, label, f"certutil added it but does not trust it as "
-                           f"'{ca.nickname}'; is it there under another name? (certutil -L -d "
-                           f"{database})")
+        # certutil succeeds, yet keeps a certificate it already holds under its first nickname.
+        return StoreReport(Outcome.FAILED, label, f"it holds this CA under another name (such as "
+                           f"gateway-dev-ca, from gateway's older instructions); remove that with "
+                           f"'certutil -D -d {database} -n NAME' and run this again")
     return StoreReport(Outcome.ADDED, label)
 
 

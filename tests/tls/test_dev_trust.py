@@ -168,6 +168,26 @@ def test_firefox_profiles_with_a_database_are_changed_and_others_left_alone(
         assert nss_trust(profile, name) is None
 
 
+def test_a_ca_trusted_by_hand_under_another_name_is_reported_not_doubled(
+        home: Path, only_certutil: str) -> None:
+    assert certs(home).returncode == 0
+    chromium = home / ".pki" / "nssdb"
+    chromium.mkdir(parents=True)
+    database = f"sql:{chromium}"
+    subprocess.run(["certutil", "-N", "-d", database, "--empty-password"], check=True)
+    subprocess.run(["certutil", "-A", "-d", database, "-t", "C,,", "-n", "gateway-dev-ca",
+                    "-i", str(home / "devcerts" / "ca.pem")], check=True)
+
+    result = certs(home, "--install", path=only_certutil)
+
+    assert result.returncode == 1
+    assert (f"failed for Chromium's NSS database {chromium}: it holds this CA under another name "
+            f"(such as gateway-dev-ca, from gateway's older instructions); remove that with "
+            f"'certutil -D -d {database} -n NAME' and run this again") in result.stdout
+    assert nss_trust(chromium, "gateway-dev-ca") == "C,,"
+    assert nss_trust(chromium, nickname(home)) is None
+
+
 def test_without_certutil_says_what_to_install_and_changes_nothing(home: Path,
                                                                     tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"
