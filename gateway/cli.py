@@ -56,6 +56,7 @@ Serve an ASGI app over HTTP/1.1 and HTTP/2, with or without TLS.
   gateway --reload main:app                     restart when the code changes
   gateway --interface wsgi main:app             a WSGI app (Flask, Django), with gateway[wsgi]
   gateway certs                                 make the development certificates only
+  gateway certs --install                       trust them in this machine's browsers
   gateway config [OPTIONS] [MODULE:ATTR]        print the settings and where each came from
 
 Every option can also be set as GATEWAY_<OPTION> in the environment (GATEWAY_WORKERS=4) or in
@@ -74,7 +75,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="gateway",
-        usage="gateway [OPTIONS] MODULE:ATTR\n       gateway certs [--certs-dir DIR]\n"
+        usage="gateway [OPTIONS] MODULE:ATTR\n"
+              "       gateway certs [--certs-dir DIR] [--install | --uninstall]\n"
               "       gateway config [OPTIONS] [MODULE:ATTR]",
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -285,9 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_certs_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gateway certs",
-                     description="Make (once) the local development CA and certificate.")
+                     description="Make (once) the local development CA and certificate, show "
+                                 "where the CA is trusted, and on request trust it on this "
+                                 "machine or take that back.")
     parser.add_argument("--certs-dir", default="certs", metavar="DIR",
                         help="where to keep them (default: certs)")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--install", action="store_true",
+                        help="trust the CA in Chromium's and Firefox's NSS databases (certutil, "
+                             "from libnss3-tools) and, as root, in the system store")
+    action.add_argument("--uninstall", action="store_true",
+                        help="remove the CA from the stores --install put it in")
     return parser
 
 
@@ -391,15 +401,41 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _certs(argv: list[str]) -> None:
-    from .tls.devcerts import DevCertificateError, ensure_dev_certificates, trust_instructions
+    from pathlib import Path
+
+    from .tls import trust
+    from .tls.devcerts import (
+        DevCertificateError,
+        dev_certificate_paths,
+        ensure_dev_certificates,
+        trust_instructions,
+    )
 
     args = build_certs_parser().parse_args(argv)
     try:
-        certs, created = ensure_dev_certificates(args.certs_dir)
-    except DevCertificateError as exc:
+        if args.uninstall:
+            ca = trust.load_ca(dev_certificate_paths(args.certs_dir).ca_cert)
+        else:
+            certs, created = ensure_dev_certificates(args.certs_dir)
+            ca = trust.load_ca(certs.ca_cert)
+    except (DevCertificateError, trust.TrustError) as exc:
         _fail(str(exc))
+    if args.install or args.uninstall:
+        if args.install and created:
+            print(f"created development certificates in {certs.directory}")
+        print(f"development CA: {ca.path.absolute()} ({ca.nickname})")
+        reports = (trust.install if args.install else trust.uninstall)(ca, Path.home())
+        for report in reports:
+            print(report.line())
+        if trust.browsers_changed(reports):
+            print("restart running browsers for them to see the change")
+        failed = any(report.outcome is trust.Outcome.FAILED for report in reports)
+        sys.exit(1 if failed or (args.install and not trust.is_trusted_somewhere(reports)) else 0)
     print(("created" if created else "reusing") + f" development certificates in {certs.directory}")
     print(f"  certificate: {certs.cert}\n  key:         {certs.key}\n  CA:          {certs.ca_cert}")
+    print(f"The CA ({ca.nickname}) on this machine:")
+    for report in trust.status(ca, Path.home()):
+        print(f"  {report.line()}")
     print(trust_instructions(certs))
 
 

@@ -275,12 +275,14 @@ def start(project: Path) -> Iterator:
         tree.kill()
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run `python -m gateway ARGS` to completion (for commands that exit by themselves)."""
+def run_cli(*args: str, cwd: Path, timeout: float = 30.0,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m gateway ARGS` to completion (for commands that exit by themselves), with
+    `env` over this process's environment."""
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
     )
 
 

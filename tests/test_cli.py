@@ -254,7 +254,8 @@ def test_help_is_readable(project):
 def test_certs_help(project):
     result = run_cli("certs", "--help", cwd=project)
     assert result.returncode == 0
-    assert "--certs-dir" in result.stdout
+    for flag in ("--certs-dir", "--install", "--uninstall"):
+        assert flag in result.stdout
 
 
 def test_version(project):
