@@ -57,6 +57,10 @@ FLOODS = {
 }
 
 
+# How long the reader may go on reading once the flood on its connection has ended.
+READER_GRACE = 0.5
+
+
 def connect(port: int, context: ssl.SSLContext | None, source: str) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
     if context is not None:
@@ -132,8 +136,12 @@ def main() -> None:
                 frames += per_blob
         except (OSError, ValueError):
             pass
-        stop.set()
         if reader is not None:
+            # The reader ends by itself at the server's close, once it has read the GOAWAY
+            # sent before it: stopping it at once could drop that GOAWAY unread, when the
+            # failed send is noticed first.
+            reader.join(timeout=READER_GRACE)
+            stop.set()
             # Shut the socket down before closing it: closing a TLS socket while the reader
             # thread is still inside SSL_read frees the SSL object under it and can crash the
             # process, which then prints no report.
