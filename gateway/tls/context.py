@@ -37,8 +37,10 @@ def certificate_files(config: Config) -> tuple[str, str | None] | None:
         certs, created = ensure_dev_certificates(config.certs_dir)
         if created:
             first = next((bind for bind in config.binds if isinstance(bind, BindAddress)), None)
-            url = (f"https://{first.url_host}:{first.port}" if first
-                   else f"https://localhost:{config.port or DEFAULT_PORT}")
+            host, port = (first.url_host, first.port) if first else (
+                "localhost", DEFAULT_PORT if config.port is None else config.port)
+            # Port 0 is chosen when the listener binds, after this: the listening line names it.
+            url = f"https://{host}:{port or 'PORT'}"
             error_logger.info("created development certificates in %s", certs.directory)
             error_logger.info("%s", trust_instructions(certs, url))
         else:
