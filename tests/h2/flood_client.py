@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import socket
 import ssl
 import struct
-import threading
 import time
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -57,7 +57,7 @@ FLOODS = {
 }
 
 
-# How long the reader may go on reading once the flood on its connection has ended.
+# How long a connection is read on, for its GOAWAY, once its flood has ended.
 READER_GRACE = 0.5
 
 
@@ -69,21 +69,68 @@ def connect(port: int, context: ssl.SSLContext | None, source: str) -> socket.so
     return sock
 
 
-def drain(sock: socket.socket, goaways: list[int], stop: threading.Event) -> None:
-    """Read and drop everything as fast as it comes (a slow reader would throttle the flood
-    itself); the GOAWAY that ends the connection is looked for in the last bytes read."""
-    tail = b""
-    while not stop.is_set():
-        try:
-            chunk = sock.recv(1 << 20)
-        except (OSError, ValueError):
-            break
-        if not chunk:
-            break
-        tail = (tail + chunk)[-64:]
-    at = tail.rfind(_GOAWAY_HEAD)
-    if at >= 0 and len(tail) >= at + 17:
-        goaways.append(int.from_bytes(tail[at + 13:at + 17], "big"))
+class Connection:
+    """One flooding connection, sending and (with --read) reading in one thread: a TLS socket
+    must not be read by one thread while another writes it (OpenSSL forbids it; the reader
+    then failed now and then, and the GOAWAY it should have seen went unrecorded)."""
+
+    def __init__(self, sock: socket.socket, read: bool) -> None:
+        self.sock = sock
+        self.read = read
+        self.tail = b""  # the last bytes read: the GOAWAY that ends the connection is in them
+        self.closed = False
+        sock.setblocking(False)
+
+    def send(self, data: bytes, deadline: float) -> bool:
+        """Send all of `data` by `deadline`, reading meanwhile; False once the server closed
+        or the deadline passed."""
+        pending = memoryview(data)
+        while pending and not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            readable, writable, _ = select.select([self.sock] if self.read else [], [self.sock], [],
+                                                  min(left, 0.1))
+            if readable:
+                self._receive()
+            if writable and not self.closed:
+                try:
+                    pending = pending[self.sock.send(pending):]
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    pass
+                except (OSError, ValueError):
+                    self.closed = True
+        return not self.closed
+
+    def finish(self, grace: float) -> int | None:
+        """Read on until the server closes, for at most `grace` seconds; the GOAWAY's code."""
+        deadline = time.monotonic() + grace
+        while self.read and not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if select.select([self.sock], [], [], left)[0]:
+                self._receive()
+        at = self.tail.rfind(_GOAWAY_HEAD)
+        if at >= 0 and len(self.tail) >= at + 17:
+            return int.from_bytes(self.tail[at + 13:at + 17], "big")
+        return None
+
+    def _receive(self) -> None:
+        """Read and drop all that is there, as fast as it comes (a slow reader would throttle
+        the flood itself)."""
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return
+            except (OSError, ValueError):
+                self.closed = True
+                return
+            if not chunk:
+                self.closed = True
+                return
+            self.tail = (self.tail + chunk)[-64:]
 
 
 def main() -> None:
@@ -118,38 +165,20 @@ def main() -> None:
             time.sleep(0.01)
             continue
         connections += 1
-        stop = threading.Event()
-        reader = None
-        if args.read:
-            reader = threading.Thread(target=drain, args=(sock, goaways, stop), daemon=True)
-            reader.start()
-        try:
-            sock.sendall(opening)
-            sock.settimeout(max(0.1, deadline - time.monotonic()))
-            stream_id = 1
+        connection = Connection(sock, args.read)
+        stream_id = 1
+        if connection.send(opening, deadline):
             while time.monotonic() < deadline:
                 if args.kind == "rapid_reset":
                     blob = rapid_resets(stream_id, 100)
                     stream_id += 200
                     per_blob = 200
-                sock.sendall(blob)
+                if not connection.send(blob, deadline):
+                    break
                 frames += per_blob
-        except (OSError, ValueError):
-            pass
-        if reader is not None:
-            # The reader ends by itself at the server's close, once it has read the GOAWAY
-            # sent before it: stopping it at once could drop that GOAWAY unread, when the
-            # failed send is noticed first.
-            reader.join(timeout=READER_GRACE)
-            stop.set()
-            # Shut the socket down before closing it: closing a TLS socket while the reader
-            # thread is still inside SSL_read frees the SSL object under it and can crash the
-            # process, which then prints no report.
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            reader.join()
+        code = connection.finish(READER_GRACE)
+        if code is not None:
+            goaways.append(code)
         sock.close()
         if not args.reconnect:
             break
