@@ -172,6 +172,12 @@ def _store_ca_expiring_in(directory: Path, days: int) -> x509.Certificate:
         .not_valid_before(now - datetime.timedelta(days=3000))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA must say it signs certificates.
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     (directory / "ca-key.pem").write_bytes(
