@@ -66,8 +66,6 @@ class HTTPEntry:
         self.response_headers = response_headers
 
     def __str__(self) -> str:
-        if self.form.text is None:  # the default, made here: one call less per line
-            return gateway_line(self.scope, self.status, self.size, self.seconds)
         return self.form.render(self, False)
 
     def coloured(self) -> str:
@@ -254,18 +252,18 @@ class AccessFormat:
         line a text formatter writes, made without the entry in gateway's own format (this
         runs once per response)."""
         if self.text is None:
-            return gateway_line(scope, coloured_status(status) if colour else status, size,
+            return _gateway_line(scope, _coloured_status(status) if colour else status, size,
                                 seconds, prefix, "\n")
         entry = HTTPEntry(self, scope, status, size, seconds, stream_id, response_headers)
         return prefix + self.render(entry, colour) + "\n"
 
     def render(self, entry: HTTPEntry, colour: bool) -> str:
         if self.text is None:
-            return gateway_line(entry.scope, coloured_status(entry.status) if colour else entry.status,
+            return _gateway_line(entry.scope, _coloured_status(entry.status) if colour else entry.status,
                                 entry.size, entry.seconds)
         values = {key: atom(entry) for key, atom in self.atoms}
         if colour and self.colour_status and "s" in values:
-            values["s"] = coloured_status(entry.status)
+            values["s"] = _coloured_status(entry.status)
         return self.text % values
 
 
@@ -286,23 +284,19 @@ def _atom(key: str) -> Atom:
     return lambda entry: request_header(entry.scope, name) or "-"
 
 
-def coloured_status(status: int) -> str:
+def _coloured_status(status: int) -> str:
     text = str(status)
     colour = STATUS_COLOURS.get(text[:1])
     return colour + text + RESET if colour else text
 
 
-def gateway_line(scope: dict[str, Any], status: int | str, size: int | None, seconds: float,
+def _gateway_line(scope: dict[str, Any], status: int | str, size: int | None, seconds: float,
                  prefix: str = "", end: str = "") -> str:
     """gateway's own line: `127.0.0.1:50000 - "GET /path?q HTTP/1.1" 200 5B 0.4ms`, and for a
     request refused before it was read whole, `127.0.0.1:50000 - "-" 400`; between `prefix`
     and `end`."""
-    client = scope.get("client")
+    client = address_text(scope.get("client"))
     if "method" not in scope:
-        return f'{prefix}{address_text(client)} - "-" {status}{end}'
-    query = scope.get("query_string")
-    target = (scope.get("raw_path") or b"").decode("latin-1")
-    if query:
-        target += "?" + query.decode("latin-1")
-    return (f'{prefix}{f"{client[0]}:{client[1]}" if client else "-"} - "{scope["method"]} {target}'
+        return f'{prefix}{client} - "-" {status}{end}'
+    return (f'{prefix}{client} - "{scope["method"]} {raw_target(scope)}'
             f' HTTP/{scope.get("http_version")}" {status} {size}B {seconds * 1000:.1f}ms{end}')

@@ -31,8 +31,6 @@ from .access import (
     AccessFormat,
     HTTPEntry,
     WebSocketEntry,
-    coloured_status,
-    gateway_line,
     protocol_text,
 )
 from .access import address_text as address_text  # h1 and h2 take it from here
@@ -199,10 +197,6 @@ class TextFormatter(logging.Formatter):
                         size: int | None, seconds: float, stream_id: int,
                         response_headers: Iterable[Any]) -> str:
         """`format_entry` of an HTTPEntry of these facts, without the entry."""
-        if form.text is None:  # gateway's own, the commonest: made here, one call less
-            if self._colour_entries:
-                status = coloured_status(status)  # type: ignore[assignment]
-            return gateway_line(scope, status, size, seconds, self._prefix_now(), "\n")
         return form.line(self._prefix_now(), self._colour_entries, scope, status, size, seconds,
                          stream_id, response_headers)
 
