@@ -15,10 +15,10 @@ from typing import Any
 import h11
 
 from ..fields import lower_name
-from .encode import CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING
 from .engine import BodyLengthError, Headers, RequestError, RequestHandler, ResponseDefaults
 from .scanner import Scanner
 from .strict import MAX_CHUNK_LINE, check_head
+from .wire import CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING
 
 
 class H11Engine:

@@ -64,6 +64,10 @@ class Scanner:
         self.switching = False
         self.error: RequestError | None = None
 
+    def at_head(self) -> bool:
+        """A request head comes next, and nothing of it is held or refused."""
+        return self.state == _HEAD and not self.held and self.error is None
+
     def receive(self, data: bytes) -> bytes:
         """The bytes to scan next: `data` after what was held back, once the held element is
         complete; b"" while it is not (or after a refusal)."""

@@ -1,0 +1,186 @@
+"""The HTTP/1.1 hot path in C (gateway/h1/_wire.c) held to its references, sans-IO.
+
+`parse_head` must take only heads the full way (scanner and llhttp) takes, and read them the
+same: the httptools engine with it and without it give the same requests and errors for the
+same bytes, however they are cut. `frame_headers` must give what its Python twin gives, and
+raise what it raises. test_h1_strict.py also holds the engine, C path included, to h11."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_h1_engines import ENGINE_CLASSES, MALFORMED, VALID, every_split, parse
+from test_h1_strict import PIECES
+
+from gateway.h1 import wire
+from gateway.h1.httptools_engine import HttptoolsEngine
+
+
+class FullWayEngine(HttptoolsEngine):
+    """Every head through the scanner and llhttp: the reference for the C path."""
+
+    __slots__ = ()
+    parse_head = None
+
+
+
+BROWSER_HEAD = (
+    b"GET /static/app.js?v=3 HTTP/1.1\r\nHost: localhost:8000\r\nConnection: keep-alive\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nAccept: */*\r\nSec-Fetch-Mode: no-cors\r\n"
+    b"Referer: https://localhost:8000/\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    b"Accept-Language: en-US,en;q=0.9\r\nCookie: a=1; b=2\r\n\r\n"
+)
+WRK_HEAD = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+
+
+def parse_full(pieces: list[bytes], max_head_size: int = 4096):
+    """test_h1_engines.parse, on the full way (named there only for this call, as the other
+    tests compare every engine it names)."""
+    ENGINE_CLASSES["full"] = FullWayEngine
+    try:
+        return parse("full", pieces, max_head_size)
+    finally:
+        del ENGINE_CLASSES["full"]
+
+
+def same_on_both_ways(pieces: list[bytes], max_head_size: int = 4096) -> None:
+    assert parse("httptools", pieces, max_head_size) == parse_full(pieces, max_head_size), pieces
+
+
+def test_the_extension_is_built():
+    """CI builds it (setup.py); without it every head would go the full way, unmeasured."""
+    assert wire.parse_head is not None and wire._frame_headers_c is not None
+
+
+@pytest.mark.parametrize("head", [BROWSER_HEAD, WRK_HEAD], ids=["browser", "wrk"])
+def test_common_heads_take_the_c_path(head):
+    end, method, target, headers = wire.parse_head(head + b"GET", 0, 8192)
+    assert (end, method) == (len(head), "GET")
+    same_on_both_ways([head])
+    assert headers[0][0] == b"host" and all(name == name.lower() for name, _ in headers)
+
+
+@pytest.mark.parametrize("head", [
+    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.0\r\nHost: x\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
+    b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-A: \xe9\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n",
+    b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n",
+], ids=["close", "http10", "body", "upgrade", "ip-literal", "two-hosts", "no-host", "absolute",
+        "obs-text", "incomplete", "rare-method"])
+def test_other_heads_go_the_full_way(head):
+    assert wire.parse_head(head, 0, 8192) is None
+    same_on_both_ways([head])
+
+
+def test_a_head_over_the_limit_goes_the_full_way():
+    head = WRK_HEAD[:-2] + b"X-Pad: " + b"p" * 100 + b"\r\n\r\n"
+    assert wire.parse_head(head, 0, len(head)) is not None
+    assert wire.parse_head(head, 0, len(head) - 1) is None
+    for limit in (len(head) - 1, len(head)):
+        same_on_both_ways([head], max_head_size=limit)
+
+
+def test_nothing_after_connection_close_takes_the_c_path():
+    """llhttp refuses bytes after a request that is not keep-alive; so must the C path."""
+    close = b"GET /1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    for pieces in ([close + WRK_HEAD], [close, WRK_HEAD]):
+        same_on_both_ways(pieces)
+
+
+@pytest.mark.parametrize("name", sorted(VALID) + sorted(MALFORMED))
+def test_the_corpus_reads_the_same_both_ways_split_anywhere(name):
+    data = VALID[name] if name in VALID else MALFORMED[name][0]
+    same_on_both_ways([data])
+    for pieces in every_split(data):
+        same_on_both_ways(pieces)
+
+
+NAMES = [b"Host", b"host", b"HOST", b"User-Agent", b"Accept", b"Connection", b"X-A", b"x_b",
+         b"Content-Length", b"Transfer-Encoding", b"Upgrade", b"Expect", b"Bad Name", b"", b"X:Y"]
+VALUES = [b"x", b"127.0.0.1:8080", b"example.com:", b"[::1]", b"a b", b" padded \t", b"",
+          b"keep-alive", b"Keep-Alive", b"close", b"%41", b"%zz", b"%4", b"\xe9", b"\x7f",
+          b"a\tb", b"a:b@c", b"0", b"5", b"chunked", b"h2c", b"100-continue"]
+
+
+@st.composite
+def plain_heads(draw: st.DrawFn) -> bytes:
+    """Heads near the C path's edge (mostly plain, some not), pipelined, a few bytes edited."""
+    heads = []
+    for _ in range(draw(st.integers(1, 3))):
+        method = draw(st.sampled_from([b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS",
+                                       b"PATCH", b"get", b"TRACE", b"GETS"]))
+        target = draw(st.sampled_from([b"/", b"/a?b=c", b"/%41/x", b"/#x", b"*", b"http://x/",
+                                       b"/a b", b"//", b"/\x7f"]))
+        version = draw(st.sampled_from([b"HTTP/1.1"] * 6 + [b"HTTP/1.0", b"HTTP/1.2", b"http/1.1"]))
+        lines = [b"Host: x"] if draw(st.booleans()) else []
+        for _ in range(draw(st.integers(0, 4))):
+            lines.append(draw(st.sampled_from(NAMES)) + draw(st.sampled_from([b": ", b":", b" : "]))
+                         + draw(st.sampled_from(VALUES)))
+        heads.append(b"%s %s %s\r\n%s\r\n" % (method, target, version,
+                                               b"".join(line + b"\r\n" for line in lines)))
+    data = bytearray(b"".join(heads))
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(data)))
+        data[at:at] = draw(st.sampled_from(PIECES))
+    return bytes(data)
+
+
+@settings(max_examples=1500, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=plain_heads(), cut=st.integers(0, 400))
+def test_generated_heads_read_the_same_both_ways(data, cut):
+    same_on_both_ways([data])
+    same_on_both_ways([data[:cut], data[cut:]])
+
+
+# -- frame_headers against its Python twin ----------------------------------------------------
+
+FIELD_NAMES = [b"content-type", b"Content-Length", b"content-length", b"Transfer-Encoding",
+               b"Connection", b"Server", b"Date", b"X-Custom", b"bad name", b"", b"x\r\ny",
+               "str-name", bytearray(b"x"), 7]
+FIELD_VALUES = [b"text/plain", b"13", b"14", b"chunked", b" Chunked\t", b"gzip", b"close",
+                b"Keep-Alive, CLOSE", b"keep-alive", b"", b"a\r\nb: c", b"a\x00b", b"a\tb",
+                b"\xe9", b"x" * 300, "str-value", bytearray(b"v"), None]
+
+
+def field_pairs():
+    pair = st.tuples(st.sampled_from(FIELD_NAMES), st.sampled_from(FIELD_VALUES))
+    odd = st.sampled_from([(b"a",), (b"a", b"b", b"c"), b"ab", None, [b"a", b"b"]])
+    item = st.one_of(pair, pair.map(list), odd)
+    return st.one_of(st.lists(item, max_size=6), st.lists(item, max_size=6).map(tuple))
+
+
+def outcome(function, headers):
+    try:
+        result = function(headers)
+    except (TypeError, ValueError) as exc:
+        return type(exc).__name__, str(exc)
+    return result if result is NotImplemented else ("ok", tuple(result))
+
+
+@settings(max_examples=2000, deadline=None, database=None)
+@given(headers=field_pairs())
+def test_frame_headers_matches_its_python_twin(headers):
+    got = outcome(wire._frame_headers_c, headers)
+    if got is NotImplemented:
+        return  # the twin itself runs: nothing to compare
+    expected = outcome(wire.frame_headers_py, headers)
+    if expected[0] == "TypeError" and "unhashable" in expected[1]:
+        # A bytearray name: the twin's name cache refuses it as unhashable, C as not bytes.
+        assert got[0] == "TypeError"
+        return
+    assert got == expected
+
+
+def test_frame_headers_takes_any_iterable():
+    fields = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    assert wire.frame_headers(iter(fields)) == wire.frame_headers(fields) == (
+        b"content-type: text/plain\r\n", b"2", False, False, False, False, False)
