@@ -227,7 +227,7 @@ class Exporter:
             self.connections.labels(protocol).set(count)
         self._add("bytes_in", bytes_in, self.bytes_in)
         self._add("bytes_out", bytes_out, self.bytes_out)
-        self.in_flight.set(len(state.tasks))
+        self.in_flight.set(len(state.app_tasks()))
         self._add("handshakes", state.tls_handshakes, self.handshakes)
         for reason, count in state.tls_failures.items():
             self._add("tls_" + reason, count, self.handshake_failures.labels(reason))

@@ -270,7 +270,7 @@ class Server:
             self.ssl_context.lingering = False  # idle clients are closed without a wait
         for connection in list(state.connections):
             connection.shutdown()
-        if (state.connections or state.tasks or self.door.busy) and not self._force:
+        if (state.connections or state.app_tasks() or self.door.busy) and not self._force:
             timeout = self.config.graceful_timeout
             error_logger.info(
                 "shutting down: waiting up to %gs for %d connection(s) to finish",
@@ -281,24 +281,25 @@ class Server:
             except asyncio.TimeoutError:
                 pass
         self.door.abort()
-        if state.connections or state.tasks:
+        tasks = state.app_tasks()
+        if state.connections or tasks:
             error_logger.warning(
                 "graceful timeout: closing %d connection(s) and cancelling %d app task(s)",
-                len(state.connections), len(state.tasks),
+                len(state.connections), len(tasks),
             )
             for connection in list(state.connections):
                 connection.force_close()
-            for task in list(state.tasks):
+            for task in tasks:
                 task.cancel()
-            if state.tasks:
-                await asyncio.wait(list(state.tasks), timeout=5)
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
         await self.door.wait_closed()
 
     async def _wait_drained(self) -> None:
         """Until every connection and app task is done, or a second signal says stop now."""
         assert self.state is not None
         assert self.door is not None
-        while (self.state.connections or self.state.tasks or self.door.busy) and not self._force:
+        while (self.state.connections or self.state.app_tasks() or self.door.busy) and not self._force:
             await asyncio.sleep(0.05)
 
     def _install_signal_handlers(self) -> Callable[[], None]:

@@ -12,13 +12,13 @@ from collections.abc import Coroutine
 from email.utils import formatdate
 from typing import Any, Protocol
 
-from .asgi import scope_address, service_unavailable
+from .asgi import Exchange, scope_address, service_unavailable
 from .config import Config
 from .guards import AddressGuard
 from .loading import ASGIApp
 from .logs import AccessLog, error_logger
 from .tally import HANDSHAKE_FAILURES, RequestTally
-from .ws.session import WebSocketSettings
+from .ws.session import WebSocketSession, WebSocketSettings
 
 
 class Connection(Protocol):
@@ -76,7 +76,7 @@ class ServerState:
         # Connections refused because their address is blocked are `guard.refused`.
         self.refused_over_limit = 0
         self.accept_pauses = 0
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.get_running_loop()
         # App calls started (HTTP requests and WebSocket sessions), for --max-requests.
         self.requests = 0
         # App calls running (--limit-concurrency); counted only when the limit is set, in
@@ -150,21 +150,20 @@ class ServerState:
         returns: the request is whole and its connection's state allows a response now
         (`new_task`)."""
         self.requests += 1
-        return self._track(new_task(call.run(app or self.app), eager))
+        return new_task(call.run(app or self.app), eager)
 
     def _start_app_limited(self, call: AppCall, app: ASGIApp | None = None,
                            eager: bool = False) -> asyncio.Task[None]:
         """`start_app` under --limit-concurrency."""
         self.requests += 1
-        return self._track(new_task(self._run_limited(call, app or self.app), eager))
+        return new_task(self._run_limited(call, app or self.app), eager)
 
-    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
-        """A graceful stop waits for the app calls still running; one that completed while
-        it was started is not one of them."""
-        if not task.done():
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        return task
+    def app_tasks(self) -> list[asyncio.Task[None]]:
+        """The app calls still running, which a graceful stop waits for, then cancels: found
+        among the loop's tasks by their coroutine, so that a request pays nothing to be
+        tracked (a set of tasks kept by a done callback cost 0.8 us of a request's 7.5)."""
+        return [task for task in asyncio.all_tasks(self.loop)
+                if getattr(task.get_coro(), "cr_code", None) in APP_CALL_CODE]
 
     async def _run_limited(self, call: AppCall, app: ASGIApp) -> None:
         """The count is taken when the call starts running and given back the moment the app
@@ -202,3 +201,9 @@ else:
     def new_task(coro: Coroutine[None, None, None], eager: bool) -> asyncio.Task[None]:
         """A Task for an app call: Python 3.11 cannot start one eagerly."""
         return asyncio.get_running_loop().create_task(coro)
+
+
+# The coroutines an app call's task runs (see `ServerState.app_tasks`).
+APP_CALL_CODE = frozenset((
+    Exchange.run.__code__, WebSocketSession.run.__code__, ServerState._run_limited.__code__,
+))

@@ -63,7 +63,7 @@ def test_a_request_that_never_waits_is_answered_from_the_read(serve, loop, http)
         for path in ("/one", "/two"):
             client.send(request("GET", path))
             assert client.read_response().body == path.encode()
-        assert server.server.state.tasks == set()
+        assert wait_until(lambda: not server.server.state.app_tasks())
     assert [call[:3] for call in app.calls] == [("/one", True, True), ("/two", True, True)]
 
 
@@ -85,9 +85,9 @@ def test_a_request_that_waits_is_tracked_until_it_ends(serve, http):
     app = Recorder()
     with serve(app, http=http, lifespan="off") as server, RawClient(server.port) as client:
         client.send(request("GET", "/wait"))
-        assert wait_until(lambda: len(server.server.state.tasks) == 1)
+        assert wait_until(lambda: len(server.server.state.app_tasks()) == 1)
         assert client.read_response().body == b"/wait"
-        assert wait_until(lambda: not server.server.state.tasks)
+        assert wait_until(lambda: not server.server.state.app_tasks())
 
 
 @eager
@@ -150,5 +150,5 @@ def test_before_3_12_the_app_runs_in_a_task_started_after_the_read(serve, http):
     with serve(app, http=http, lifespan="off") as server, RawClient(server.port) as client:
         client.send(request("GET", "/one"))
         assert client.read_response().body == b"/one"
-        assert wait_until(lambda: not server.server.state.tasks)
+        assert wait_until(lambda: not server.server.state.app_tasks())
     assert [call[:3] for call in app.calls] == [("/one", False, True)]

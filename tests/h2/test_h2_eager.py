@@ -53,4 +53,4 @@ def test_a_whole_request_is_answered_from_the_read(serve, loop):
         assert client.post(f"{url}/post", content=b"x" * 100).text == "task"
         # The POST's Task leaves the set in its done callback, a turn of the loop after the
         # response went out.
-        assert wait_until(lambda: server.server.state.tasks == set())
+        assert wait_until(lambda: not server.server.state.app_tasks())
