@@ -109,7 +109,7 @@ static PyObject *parse_head(PyObject *module, PyObject *const *args, Py_ssize_t 
     const unsigned char *target = space + 1, *t = target;
     if (t >= end || *t != '/') Py_RETURN_NONE;
     while (t < end && *t >= 0x21 && *t <= 0x7e && *t != '#') t++;
-    if (end - t < 10 || *t != ' ' || memcmp(t + 1, "HTTP/1.1\r\n", 10) != 0) Py_RETURN_NONE;
+    if (end - t < 11 || *t != ' ' || memcmp(t + 1, "HTTP/1.1\r\n", 10) != 0) Py_RETURN_NONE;
     Py_ssize_t target_len = t - target;
     p = t + 11;
 

@@ -80,6 +80,13 @@ def test_other_heads_go_the_full_way(head):
     same_on_both_ways([head])
 
 
+def test_an_unfinished_head_goes_the_full_way():
+    """However little of a head has come, nothing past the bytes is read."""
+    for cut in range(len(BROWSER_HEAD)):
+        assert wire.parse_head(BROWSER_HEAD[:cut], 0, 8192) is None
+        assert wire.parse_head(BROWSER_HEAD, 0, cut) is None
+
+
 def test_a_head_over_the_limit_goes_the_full_way():
     head = WRK_HEAD[:-2] + b"X-Pad: " + b"p" * 100 + b"\r\n\r\n"
     assert wire.parse_head(head, 0, len(head)) is not None
