@@ -171,8 +171,10 @@ def ceiling_cmd(launch: Launch) -> list[str]:
 
 
 def ceiling_supports(scenario: Scenario) -> str:
+    if scenario.websocket and not scenario.deflate and not scenario.http2:
+        return ""  # the plain echo
     if not scenario.canned or scenario.workers != 1:
-        return "the ceiling answers GET / with canned bytes only"
+        return "the ceiling answers GET / with canned bytes, and echoes WebSocket frames, only"
     return ""
 
 
