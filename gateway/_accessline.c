@@ -1,0 +1,139 @@
+/* gateway's own access line in C: the one string made per response when the access log is on.
+ *
+ * line(prefix, scope, status, size, seconds, end) returns
+ *     prefix + '127.0.0.1:50000 - "GET /path?q HTTP/1.1" 200 5B 0.4ms' + end
+ * exactly as access._gateway_line makes it in Python, its twin and the reference the tests
+ * hold it to, or NotImplemented for a scope it does not handle (no method, a client that is
+ * not (host, port), a target or query with a byte outside printable ASCII, a field of another
+ * type), which the twin then makes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static PyObject *key_method, *key_version, *key_client, *key_path, *key_query;
+
+/* Printable ASCII only: what %s copies as it is, as latin-1 decoding would. */
+static int printable(PyObject *bytes)
+{
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(bytes);
+    Py_ssize_t n = PyBytes_GET_SIZE(bytes);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] > 0x7e) return 0;
+    return 1;
+}
+
+/* Appends `n` bytes to the line being made; 0 when it would not fit. */
+static int put(char **at, const char *stop, const char *text, Py_ssize_t n)
+{
+    if (n < 0 || stop - *at < n) return 0;
+    memcpy(*at, text, (size_t)n);
+    *at += n;
+    return 1;
+}
+
+static int put_str(char **at, const char *stop, PyObject *text)
+{
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
+    return utf8 != NULL && put(at, stop, utf8, n);
+}
+
+static int put_int(char **at, const char *stop, PyObject *number)
+{
+    char digits[32];
+    long long value = PyLong_AsLongLong(number);
+    if (value == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return put(at, stop, digits, snprintf(digits, sizeof digits, "%lld", value));
+}
+
+#define LONGEST_LINE 4096
+
+static PyObject *line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "line(prefix, scope, status, size, seconds, end)");
+        return NULL;
+    }
+    PyObject *prefix = args[0], *scope = args[1], *status = args[2], *size = args[3], *seconds = args[4];
+    PyObject *end = args[5];
+    if (!PyUnicode_CheckExact(prefix) || !PyDict_CheckExact(scope) || !PyLong_CheckExact(status)
+        || !PyLong_CheckExact(size) || !PyFloat_CheckExact(seconds) || !PyUnicode_CheckExact(end))
+        Py_RETURN_NOTIMPLEMENTED;
+    /* Borrowed; the scope is a plain dict of str keys: a lookup runs no Python code. */
+    PyObject *method = PyDict_GetItemWithError(scope, key_method);
+    PyObject *version = PyDict_GetItemWithError(scope, key_version);
+    PyObject *client = PyDict_GetItemWithError(scope, key_client);
+    PyObject *path = PyDict_GetItemWithError(scope, key_path);
+    PyObject *query = PyDict_GetItemWithError(scope, key_query);
+    if (PyErr_Occurred()) return NULL;
+    if (method == NULL || !PyUnicode_CheckExact(method) || version == NULL || !PyUnicode_CheckExact(version))
+        Py_RETURN_NOTIMPLEMENTED;
+    if (path == Py_None) path = NULL;
+    if (query == Py_None) query = NULL;
+    if ((path != NULL && (!PyBytes_CheckExact(path) || !printable(path)))
+        || (query != NULL && (!PyBytes_CheckExact(query) || !printable(query))))
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *host = NULL, *port = NULL;
+    if (client != NULL && client != Py_None) {
+        if (!PyTuple_CheckExact(client) || PyTuple_GET_SIZE(client) != 2)
+            Py_RETURN_NOTIMPLEMENTED;
+        host = PyTuple_GET_ITEM(client, 0);
+        port = PyTuple_GET_ITEM(client, 1);
+        if (!PyUnicode_CheckExact(host) || !PyLong_CheckExact(port))
+            Py_RETURN_NOTIMPLEMENTED;
+    }
+    char buffer[LONGEST_LINE];
+    char *at = buffer;
+    const char *stop = buffer + LONGEST_LINE;
+    double milliseconds = PyFloat_AS_DOUBLE(seconds) * 1000;
+    if (!isfinite(milliseconds))
+        Py_RETURN_NOTIMPLEMENTED;  /* C writes a NaN's sign, Python does not */
+    char ms[400];  /* the longest double in %.1f: 309 digits, a sign, a point, one decimal */
+    int ms_len = snprintf(ms, sizeof ms, "%.1f", milliseconds);
+    if (ms_len < 0 || ms_len >= (int)sizeof ms)
+        Py_RETURN_NOTIMPLEMENTED;
+    int fits = put_str(&at, stop, prefix)
+        && (host == NULL ? put(&at, stop, "-", 1)
+            : put_str(&at, stop, host) && put(&at, stop, ":", 1) && put_int(&at, stop, port))
+        && put(&at, stop, " - \"", 4) && put_str(&at, stop, method) && put(&at, stop, " ", 1)
+        && (path == NULL || put(&at, stop, PyBytes_AS_STRING(path), PyBytes_GET_SIZE(path)))
+        && (query == NULL || PyBytes_GET_SIZE(query) == 0
+            || (put(&at, stop, "?", 1) && put(&at, stop, PyBytes_AS_STRING(query), PyBytes_GET_SIZE(query))))
+        && put(&at, stop, " HTTP/", 6) && put_str(&at, stop, version) && put(&at, stop, "\" ", 2)
+        && put_int(&at, stop, status) && put(&at, stop, " ", 1) && put_int(&at, stop, size)
+        && put(&at, stop, "B ", 2) && put(&at, stop, ms, ms_len) && put(&at, stop, "ms", 2)
+        && put_str(&at, stop, end);
+    if (!fits) {
+        if (PyErr_Occurred()) return NULL;  /* a str that cannot be UTF-8 (a lone surrogate) */
+        Py_RETURN_NOTIMPLEMENTED;  /* a line longer than LONGEST_LINE: the twin makes it */
+    }
+    return PyUnicode_DecodeUTF8(buffer, at - buffer, NULL);
+}
+
+static PyMethodDef accessline_methods[] = {
+    {"line", (PyCFunction)(void (*)(void))line, METH_FASTCALL,
+     "line(prefix, scope, status, size, seconds, end) -> str, or NotImplemented (see access.py)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef accessline_module = {
+    PyModuleDef_HEAD_INIT, "_accessline", "gateway's own access line (see access.py).", -1,
+    accessline_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__accessline(void)
+{
+    key_method = PyUnicode_InternFromString("method");
+    key_version = PyUnicode_InternFromString("http_version");
+    key_client = PyUnicode_InternFromString("client");
+    key_path = PyUnicode_InternFromString("raw_path");
+    key_query = PyUnicode_InternFromString("query_string");
+    if (!key_method || !key_version || !key_client || !key_path || !key_query) return NULL;
+    return PyModule_Create(&accessline_module);
+}
