@@ -70,12 +70,14 @@ class Recorder:
         current.ended = True
 
 
-def make(engine: str, recorder: Any = None, max_head_size: int = MAX_HEAD):
+def make(engine: str | type, recorder: Any = None, max_head_size: int = MAX_HEAD):
+    """`engine`: a name of ENGINE_CLASSES, or an engine class of the caller's."""
     recorder = recorder if recorder is not None else Recorder()
-    return ENGINE_CLASSES[engine](recorder, max_head_size, Defaults()), recorder
+    engine_class = ENGINE_CLASSES[engine] if isinstance(engine, str) else engine
+    return engine_class(recorder, max_head_size, Defaults()), recorder
 
 
-def parse(engine: str, pieces: list[bytes], max_head_size: int = MAX_HEAD):
+def parse(engine: str | type, pieces: list[bytes], max_head_size: int = MAX_HEAD):
     """Feed `pieces`, answering each finished request as the connection protocol would, and
     return what a server acts on: the requests up to the first that ends the connection, and
     the error status if parsing failed before that point."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_h1_engines import ENGINE_CLASSES, MALFORMED, VALID, every_split, parse
+from test_h1_engines import MALFORMED, VALID, every_split, parse
 from test_h1_strict import PIECES
 
 from gateway.h1 import wire
@@ -40,18 +40,8 @@ BROWSER_HEAD = (
 WRK_HEAD = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 
 
-def parse_full(pieces: list[bytes], max_head_size: int = 4096):
-    """test_h1_engines.parse, on the full way (named there only for this call, as the other
-    tests compare every engine it names)."""
-    ENGINE_CLASSES["full"] = FullWayEngine
-    try:
-        return parse("full", pieces, max_head_size)
-    finally:
-        del ENGINE_CLASSES["full"]
-
-
 def same_on_both_ways(pieces: list[bytes], max_head_size: int = 4096) -> None:
-    assert parse("httptools", pieces, max_head_size) == parse_full(pieces, max_head_size), pieces
+    assert parse("httptools", pieces, max_head_size) == parse(FullWayEngine, pieces, max_head_size), pieces
 
 
 def test_the_extension_is_built():
