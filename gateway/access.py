@@ -233,6 +233,9 @@ class AccessFormat:
     def __init__(self, text: str | None) -> None:
         self.text = text
         self.atoms: tuple[tuple[str, Atom], ...] = ()
+        # `_gateway_line`'s C maker, for a caller that skips the Python calls around it (a
+        # text formatter, once per response): None for a format of atoms, or where not built.
+        self.own_line_c = _line_c if text is None else None
         # Colour goes on the status only where it is written as text.
         self.colour_status = text is None or "%(s)s" in text
         if text is None:

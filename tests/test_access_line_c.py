@@ -64,3 +64,24 @@ def test_c_line_is_the_twins_line(scope, status, size, seconds, prefix, end):
     if made is not NotImplemented:
         assert made == expected
     assert access._gateway_line(scope, status, size, seconds, prefix, end) == expected
+
+
+def _c_milliseconds(seconds: float) -> str:
+    made = access._line_c("", {"method": "GET", "http_version": "1.1"}, 200, 0, seconds, "")
+    return made.rsplit(" ", 1)[1]
+
+
+@needs_c
+@settings(max_examples=3000, deadline=None, database=None)
+@given(milliseconds=st.one_of(
+    st.floats(0, 2e6),
+    st.integers(0, 10**7).map(lambda n: n / 20),  # ties in decimal: x.x5
+    st.integers(0, 10**7).map(lambda n: n / 10 + 0.05),
+    st.sampled_from([0.0, -0.0, 0.05, 0.15, 0.25, 999999.95, 1e6, 5e-324, 1e300]),
+))
+def test_c_milliseconds_are_pythons_tenths(milliseconds):
+    """The duration's digits, which C makes without snprintf below a million away from a
+    tie, are Python's `%.1f` of the same product, ties and their neighbours included."""
+    for value in (milliseconds, -milliseconds):
+        seconds = value / 1000
+        assert _c_milliseconds(seconds) == f"{seconds * 1000:.1f}ms"
