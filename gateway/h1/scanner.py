@@ -81,6 +81,9 @@ class Scanner:
         if not data or not self._held_complete(start):
             return b""
         self.held = b""
+        # What was known of the held bytes goes with them: the C path (wire.py) may read the
+        # head they complete without `scan`, and the next head held must be checked afresh.
+        self.line_end = 0
         return bytes(held)
 
     def scan(self, data: bytes, pos: int) -> int:

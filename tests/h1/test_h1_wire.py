@@ -99,6 +99,18 @@ def test_a_head_over_the_limit_goes_the_full_way():
         same_on_both_ways([head], max_head_size=limit)
 
 
+@pytest.mark.parametrize("tail", [b"HTTP/1.0", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: \x01", b"\x00",
+                                  b"GET /\rx"], ids=["not-a-request-line", "control-byte",
+                                                      "nul", "bare-cr"])
+def test_a_head_completed_from_held_bytes_leaves_nothing_of_them_behind(tail):
+    """A head held in part, then completed by a read that brings the start of a bad one: the C
+    path reads the first, and the second is refused at once, as the full way refuses it (the
+    scanner kept where the held request line ended, which skipped the next one's checks:
+    found by coverage-guided fuzzing)."""
+    for cut in range(1, len(BROWSER_HEAD)):
+        same_on_both_ways([BROWSER_HEAD[:cut], BROWSER_HEAD[cut:] + tail])
+
+
 def test_nothing_after_connection_close_takes_the_c_path():
     """llhttp refuses bytes after a request that is not keep-alive; so must the C path."""
     close = b"GET /1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
