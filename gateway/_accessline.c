@@ -92,24 +92,11 @@ static int tenths(char *text, double milliseconds)
 
 #define LONGEST_LINE 4096
 
-static PyObject *line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The line of the scope's values, each held by a reference of the caller's. */
+static PyObject *make_line(PyObject *prefix, PyObject *method, PyObject *version, PyObject *client,
+                           PyObject *path, PyObject *query, PyObject *status, PyObject *size,
+                           PyObject *seconds, PyObject *end)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "line(prefix, scope, status, size, seconds, end)");
-        return NULL;
-    }
-    PyObject *prefix = args[0], *scope = args[1], *status = args[2], *size = args[3], *seconds = args[4];
-    PyObject *end = args[5];
-    if (!PyUnicode_CheckExact(prefix) || !PyDict_CheckExact(scope) || !PyLong_CheckExact(status)
-        || !PyLong_CheckExact(size) || !PyFloat_CheckExact(seconds) || !PyUnicode_CheckExact(end))
-        Py_RETURN_NOTIMPLEMENTED;
-    /* Borrowed; the scope is a plain dict of str keys: a lookup runs no Python code. */
-    PyObject *method = PyDict_GetItemWithError(scope, key_method);
-    PyObject *version = PyDict_GetItemWithError(scope, key_version);
-    PyObject *client = PyDict_GetItemWithError(scope, key_client);
-    PyObject *path = PyDict_GetItemWithError(scope, key_path);
-    PyObject *query = PyDict_GetItemWithError(scope, key_query);
-    if (PyErr_Occurred()) return NULL;
     if (method == NULL || !PyUnicode_CheckExact(method) || version == NULL || !PyUnicode_CheckExact(version))
         Py_RETURN_NOTIMPLEMENTED;
     if (path == Py_None) path = NULL;
@@ -152,6 +139,34 @@ static PyObject *line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NOTIMPLEMENTED;  /* a line longer than LONGEST_LINE: the twin makes it */
     }
     return PyUnicode_DecodeUTF8(buffer, at - buffer, NULL);
+}
+
+static PyObject *line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "line(prefix, scope, status, size, seconds, end)");
+        return NULL;
+    }
+    PyObject *prefix = args[0], *scope = args[1], *status = args[2], *size = args[3], *seconds = args[4];
+    PyObject *end = args[5];
+    if (!PyUnicode_CheckExact(prefix) || !PyDict_CheckExact(scope) || !PyLong_CheckExact(status)
+        || !PyLong_CheckExact(size) || !PyFloat_CheckExact(seconds) || !PyUnicode_CheckExact(end))
+        Py_RETURN_NOTIMPLEMENTED;
+    /* Each value is held as soon as it is found: a later lookup may compare a key of the app's
+     * with __eq__, which could take an earlier value out of the scope and free it. */
+    PyObject *const keys[5] = {key_method, key_version, key_client, key_path, key_query};
+    PyObject *found[5] = {NULL, NULL, NULL, NULL, NULL};
+    PyObject *result = NULL;
+    for (int i = 0; i < 5; i++) {
+        found[i] = PyDict_GetItemWithError(scope, keys[i]);
+        if (found[i] == NULL && PyErr_Occurred()) goto done;
+        Py_XINCREF(found[i]);
+    }
+    result = make_line(prefix, found[0], found[1], found[2], found[3], found[4], status, size,
+                       seconds, end);
+done:
+    for (int i = 0; i < 5; i++) Py_XDECREF(found[i]);
+    return result;
 }
 
 static PyMethodDef accessline_methods[] = {

@@ -85,3 +85,28 @@ def test_c_milliseconds_are_pythons_tenths(milliseconds):
     for value in (milliseconds, -milliseconds):
         seconds = value / 1000
         assert _c_milliseconds(seconds) == f"{seconds * 1000:.1f}ms"
+
+
+class _KeyThatEmptiesTheScope:
+    """A key of the app's whose hash is `query_string`'s: the C function's last lookup compares
+    it, and its __eq__ takes the method out of the scope (and frees it)."""
+
+    def __init__(self, scope: dict) -> None:
+        self.scope = scope
+
+    def __hash__(self) -> int:
+        return hash("query_string")
+
+    def __eq__(self, other: object) -> bool:
+        self.scope.pop("method", None)
+        return False
+
+
+@needs_c
+def test_a_value_taken_out_of_the_scope_during_a_lookup_is_still_held():
+    """The line is of the values found, each held when found (under AddressSanitizer with
+    PYTHONMALLOC=malloc, the C function read the freed method: found in a review of the C)."""
+    scope = {"method": "".join(["GET", "-fresh"]), "http_version": "1.1"}
+    scope[_KeyThatEmptiesTheScope(scope)] = 1
+    assert access._line_c("", scope, 200, 1, 0.001, "") == '- - "GET-fresh  HTTP/1.1" 200 1B 1.0ms'
+    assert "method" not in scope
