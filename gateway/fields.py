@@ -18,12 +18,13 @@ _NAME_CACHE_MAX = 512
 
 
 def lower_name(name: bytes) -> bytes:
-    """The lower-cased header name, after checking it is a token."""
+    """The lower-cased header name, after checking it is a token. The type is checked before
+    the cache, where a subclass of bytes equal to a cached name would be found."""
+    if type(name) is not bytes:
+        raise TypeError(f"header names must be bytes, got {type(name).__name__}")
     lowered = _NAME_CACHE.get(name)
     if lowered is not None:
         return lowered
-    if type(name) is not bytes:
-        raise TypeError(f"header names must be bytes, got {type(name).__name__}")
     if _TOKEN.fullmatch(name) is None:
         raise ValueError(f"invalid header name {name!r}")
     lowered = name.lower()

@@ -166,9 +166,14 @@ def test_generated_heads_read_the_same_both_ways(data, cut):
 
 # -- frame_headers against its Python twin ----------------------------------------------------
 
+class _Bytes(bytes):
+    """A subclass of bytes, equal to a name the twin's name cache holds (found by fuzzing: the
+    cache took it for the name it equals, C refused it)."""
+
+
 FIELD_NAMES = [b"content-type", b"Content-Length", b"content-length", b"Transfer-Encoding",
                b"Connection", b"Server", b"Date", b"X-Custom", b"bad name", b"", b"x\r\ny",
-               "str-name", bytearray(b"x"), 7]
+               "str-name", bytearray(b"x"), 7, _Bytes(b"content-type")]
 FIELD_VALUES = [b"text/plain", b"13", b"14", b"chunked", b" Chunked\t", b"gzip", b"close",
                 b"Keep-Alive, CLOSE", b"keep-alive", b"", b"a\r\nb: c", b"a\x00b", b"a\tb",
                 b"\xe9", b"x" * 300, "str-value", bytearray(b"v"), None]
@@ -196,12 +201,7 @@ def test_frame_headers_matches_its_python_twin(headers):
     got = outcome(wire._frame_headers_c, headers)
     if got is NotImplemented:
         return  # the twin itself runs: nothing to compare
-    expected = outcome(wire.frame_headers_py, headers)
-    if expected[0] == "TypeError" and "unhashable" in expected[1]:
-        # A bytearray name: the twin's name cache refuses it as unhashable, C as not bytes.
-        assert got[0] == "TypeError"
-        return
-    assert got == expected
+    assert got == outcome(wire.frame_headers_py, headers)
 
 
 def test_frame_headers_takes_any_iterable():
