@@ -96,7 +96,7 @@ def parse_listen(text: str, flag: str = "--bind") -> Bind:
         return UnixBind(path)
     if text.startswith("fd://"):
         number = text[len("fd://"):]
-        if not number.isdigit():
+        if not (number.isascii() and number.isdigit()):
             raise ConfigError(f"invalid {flag} {text!r}: expected fd://N, N a descriptor number")
         return InheritedBind(int(number))
     if text == "systemd":

@@ -154,6 +154,7 @@ USER_ERRORS = {
     "bind-without-port": (["-b", "localhost", "hello:app"], ["localhost"]),
     "bind-port-too-large": (["-b", "127.0.0.1:70000", "hello:app"], ["70000"]),
     "bind-ipv6-without-brackets": (["-b", "::1:8000", "hello:app"], ["::1:8000"]),
+    "bind-fd-not-ascii-digits": (["-b", "fd://\u00b2", "hello:app"], ["fd://"]),
     "h2-frame-size-too-small": (["--h2-max-frame-size", "100", "hello:app"],
                                 ["--h2-max-frame-size"]),
     "h2-window-too-large": (["--h2-initial-window-size", str(2**31), "hello:app"],

@@ -172,7 +172,8 @@ def _host(text: str) -> tuple[str, int | None]:
 def _port(text: str, obfuscated_ok: bool = False) -> int:
     if obfuscated_ok and text.startswith("_"):
         return 0
-    if not text.isdigit() or len(text) > 5 or int(text) > 65535:
+    # ASCII digits only: str.isdigit() also takes latin-1's superscripts, which int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
         raise ForwardedError(f"not a port: {text!r}")
     return int(text)
 

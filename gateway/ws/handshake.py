@@ -137,7 +137,8 @@ def _deflate_offer(offer: str) -> str | None:
             if has_value:
                 # zlib cannot make a raw deflate stream with an 8-bit window for us to send.
                 low = 9 if key == "server_max_window_bits" else 8
-                if not value.isdigit() or not low <= int(value) <= 15:
+                # ASCII digits: str.isdigit() also takes latin-1's superscripts, int() does not.
+                if not (value.isascii() and value.isdigit()) or not low <= int(value) <= 15:
                     return None
                 out.append(f"{key}={int(value)}")
             elif key == "server_max_window_bits":

@@ -114,6 +114,17 @@ def test_forwarded_unknown_and_obfuscated_nodes_name_nobody():
     assert forwarded(("Forwarded", "for=_hidden"))["client"] == UNCHANGED["client"]
 
 
+@pytest.mark.parametrize("header", [
+    ("X-Forwarded-Port", "\u00b2"),
+    ("X-Forwarded-Host", "app.example:1\u00b3"),
+    ("Forwarded", 'for="192.0.2.1:\u00b9"'),
+])
+def test_a_port_of_latin1_superscript_digits_is_ignored(header):
+    """str.isdigit() takes latin-1's superscripts, int() does not: such a port is a value that
+    does not parse, ignored as a whole (found by the test below, as a 500)."""
+    assert forwarded(header) == UNCHANGED
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["forwarded", "x-forwarded-for", "x-forwarded-proto",
                                            "x-forwarded-host", "x-forwarded-port"]),

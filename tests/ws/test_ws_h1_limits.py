@@ -420,3 +420,18 @@ def test_close_answered_after_pings_stop(serve):
         close = close_event(events)
         assert close is not None and close.code == 1000
         assert all(isinstance(event, (Ping, CloseConnection)) for event in events)
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"1\xb3"])
+def test_a_window_bits_digit_outside_ascii_declines_the_offer(serve, value):
+    """latin-1 has digits that str.isdigit() takes and int() refuses (the superscripts ² and
+    ³): such an offer is declined like any other malformed one, not an error in the
+    handshake."""
+    request = handshake(extra="Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=@\r\n")
+    with captured_log() as log, serve(sizes_app([])) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request.replace(b"@", value) + frame(TEXT, b"hi"))
+        response, rest = read_http_response(sock)
+    assert response.status == 101
+    assert response.get(b"sec-websocket-extensions") is None
+    assert log.tracebacks() == [] and log.errors() == []
