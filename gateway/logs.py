@@ -199,28 +199,23 @@ class TextFormatter(logging.Formatter):
         """`format_entry` of an HTTPEntry of these facts, without the entry. The commonest
         line, gateway's own uncoloured, goes to its C maker without the calls around it: they
         were a fifth of what the access log cost a request."""
-        second = int(time.time())
-        if second != self._entry_second:
-            self._new_prefix(second)
+        prefix = self._prefix_now()
         make = form.own_line_c
         if make is not None and not self._colour_entries:
-            made = make(self._entry_prefix, scope, status, size, seconds, "\n")
+            made = make(prefix, scope, status, size, seconds, "\n")
             if made is not NotImplemented:
                 return made
-        return form.line(self._entry_prefix, self._colour_entries, scope, status, size, seconds,
-                         stream_id, response_headers)
+        return form.line(prefix, self._colour_entries, scope, status, size, seconds, stream_id,
+                         response_headers)
 
     def _prefix_now(self) -> str:
         """What comes before an access line's text: it changes once a second."""
         second = int(time.time())
         if second != self._entry_second:
-            self._new_prefix(second)
+            self._entry_prefix = (f"{time.strftime(_DATE_FORMAT, self.converter(second))}"
+                                  f" [{os.getpid()}] {self._info_text} ")
+            self._entry_second = second
         return self._entry_prefix
-
-    def _new_prefix(self, second: int) -> None:
-        self._entry_prefix = (f"{time.strftime(_DATE_FORMAT, self.converter(second))}"
-                              f" [{os.getpid()}] {self._info_text} ")
-        self._entry_second = second
 
     _info_text = "INFO"
     _colour_entries = False
