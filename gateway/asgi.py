@@ -113,6 +113,9 @@ class Carrier(Protocol):
     the scope's `extensions`."""
 
     write_paused: bool
+    # The connection's loop, which the exchange waits in (asking asyncio for the running loop
+    # costs a getpid() system call before Python 3.12).
+    loop: asyncio.AbstractEventLoop
 
     def write_head(self, exchange: Exchange, status: int, headers: Iterable[Any],
                    body: bytes, more_body: bool) -> None: ...
@@ -306,7 +309,7 @@ class Exchange:
             if self.expect_continue:
                 self.expect_continue = False
                 self.carrier.send_continue(self)
-            loop = asyncio.get_running_loop()
+            loop = self.carrier.loop
             self._waiter = loop.create_future()
             if not self.body_complete:
                 self.waiting_since = loop.time()

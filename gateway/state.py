@@ -150,13 +150,13 @@ class ServerState:
         returns: the request is whole and its connection's state allows a response now
         (`new_task`)."""
         self.requests += 1
-        return new_task(call.run(app or self.app), eager)
+        return new_task(self.loop, call.run(app or self.app), eager)
 
     def _start_app_limited(self, call: AppCall, app: ASGIApp | None = None,
                            eager: bool = False) -> asyncio.Task[None]:
         """`start_app` under --limit-concurrency."""
         self.requests += 1
-        return new_task(self._run_limited(call, app or self.app), eager)
+        return new_task(self.loop, self._run_limited(call, app or self.app), eager)
 
     def app_tasks(self) -> list[asyncio.Task[None]]:
         """The app calls still running, which a graceful stop waits for, then cancels: found
@@ -183,7 +183,8 @@ class ServerState:
 
 if sys.version_info >= (3, 12):
 
-    def new_task(coro: Coroutine[None, None, None], eager: bool) -> asyncio.Task[None]:
+    def new_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[None, None, None],
+                 eager: bool) -> asyncio.Task[None]:
         """A Task for an app call, started eagerly: the app runs at once, up to its first
         wait, so that a request whose app never waits is answered with no Task scheduled and
         no turn of the loop (when the caller says `eager`: see `ServerState.start_app`).
@@ -191,16 +192,18 @@ if sys.version_info >= (3, 12):
         begun by the previous response's last `send`) would run nested in it, one level deeper
         per request waiting in the pipeline. Not either when the app installed a task factory
         of its own (tracing, or asyncio's eager one), which then makes the task."""
-        loop = asyncio.get_running_loop()
         if eager and loop.get_task_factory() is None and asyncio.current_task(loop) is None:
             return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
         return loop.create_task(coro)
 
 else:
 
-    def new_task(coro: Coroutine[None, None, None], eager: bool) -> asyncio.Task[None]:
-        """A Task for an app call: Python 3.11 cannot start one eagerly."""
-        return asyncio.get_running_loop().create_task(coro)
+    def new_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[None, None, None],
+                 eager: bool) -> asyncio.Task[None]:
+        """A Task for an app call: Python 3.11 cannot start one eagerly. The server's loop is
+        passed in: asking asyncio for the running loop costs a getpid() system call a request
+        before 3.12 (its fork check)."""
+        return loop.create_task(coro)
 
 
 # The coroutines an app call's task runs (see `ServerState.app_tasks`).

@@ -16,10 +16,12 @@ class Wakeup:
     def __init__(self) -> None:
         self._future: asyncio.Future[None] | None = None
 
-    async def wait(self) -> None:
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """`loop`: the caller's connection's, known to it; asking asyncio for the running
+        loop costs a getpid() system call before Python 3.12."""
         future = self._future
         if future is None or future.done():  # done: a waiter that was cancelled
-            future = self._future = asyncio.get_running_loop().create_future()
+            future = self._future = loop.create_future()
         await future
 
     def wake(self) -> None:

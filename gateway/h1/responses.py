@@ -155,7 +155,7 @@ class ResponseWriting:
 
     async def drain(self, exchange: Exchange) -> None:
         if self.write_paused:
-            await self._drained.wait()
+            await self._drained.wait(self.loop)
 
     def send_early_hint(self, exchange: Exchange, links: list[bytes]) -> None:
         """103 Early Hints (RFC 8297), to HTTP/1.1 clients only: HTTP/1.0 knows no 1xx."""

@@ -107,7 +107,7 @@ class H1WebSocket(asyncio.Protocol):
 
     async def drain(self, session: WebSocketSession) -> None:
         if self.write_paused and not self.closing:
-            await self._drained.wait()
+            await self._drained.wait(session.loop)
 
     def pause_reading(self, session: WebSocketSession) -> None:
         if not self.closing:
