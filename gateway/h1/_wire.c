@@ -11,6 +11,10 @@
  *
  * frame_headers(headers) checks the app's response fields and joins them into lines, as
  * encode.py's Python twin does, with the same exceptions in the same order.
+ *
+ * frame_whole(...) makes the whole of the commonest response (one body message, a length the
+ * encoder can state) in one bytes, as encode.py's ResponseEncoder.start would make it; for any
+ * other it returns NotImplemented and the encoder frames it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -347,11 +351,163 @@ error:
     return NULL;
 }
 
+/* A Content-Length value of ASCII digits (bytes.isdigit()), as a number; -1 when it is not
+ * one, or too long to be a body's length here. */
+static Py_ssize_t digits_value(const char *v, Py_ssize_t len)
+{
+    if (len == 0 || len > 18) return -1;
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        n = n * 10 + (v[i] - '0');
+    }
+    return n;
+}
+
+/* Appends `b`'s bytes at *out, within *left; 0 when they do not fit. */
+static int put(char **out, Py_ssize_t *left, const char *b, Py_ssize_t n)
+{
+    if (n > *left) return 0;
+    memcpy(*out, b, (size_t)n);
+    *out += n;
+    *left -= n;
+    return 1;
+}
+
+/* frame_whole(headers, body, status_line, head_lines, date_line, keep_alive): the whole
+ * response, head and body in one bytes, for the commonest one: a body the app sends in one
+ * message, fields that need nothing of the encoder (no Transfer-Encoding, Connection: close,
+ * Server or Date of the app's, no control byte) and a Content-Length, if any, that is the
+ * body's. Anything else, a mistake of the app's included, returns NotImplemented: encode.py
+ * then frames it, raising what it raises. */
+static PyObject *frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "frame_whole takes 6 arguments");
+        return NULL;
+    }
+    PyObject *headers = args[0], *body = args[1];
+    PyObject *status_line = args[2], *head_lines = args[3], *date_line = args[4];
+    int keep_alive = PyObject_IsTrue(args[5]);
+    if (keep_alive < 0) return NULL;
+    if (!PyBytes_CheckExact(body) || !PyBytes_CheckExact(status_line)
+            || !PyBytes_CheckExact(head_lines) || !PyBytes_CheckExact(date_line))
+        Py_RETURN_NOTIMPLEMENTED;
+    if (!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers))
+        Py_RETURN_NOTIMPLEMENTED;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(headers);
+    PyObject **items = PySequence_Fast_ITEMS(headers);
+    Py_ssize_t body_len = PyBytes_GET_SIZE(body);
+    Py_ssize_t fields = 0;
+    PyObject *content_length = NULL;  /* borrowed: nothing below runs Python code */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *header = items[i];
+        if (!(PyTuple_CheckExact(header) || PyList_CheckExact(header))
+                || PySequence_Fast_GET_SIZE(header) != 2)
+            Py_RETURN_NOTIMPLEMENTED;
+        PyObject *name = PySequence_Fast_GET_ITEM(header, 0);
+        PyObject *value = PySequence_Fast_GET_ITEM(header, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value))
+            Py_RETURN_NOTIMPLEMENTED;
+        const char *n = PyBytes_AS_STRING(name);
+        Py_ssize_t name_len = PyBytes_GET_SIZE(name);
+        const char *v = PyBytes_AS_STRING(value);
+        Py_ssize_t value_len = PyBytes_GET_SIZE(value);
+        if (name_len == 0) Py_RETURN_NOTIMPLEMENTED;
+        for (Py_ssize_t k = 0; k < name_len; k++)
+            if (!is_tchar[(unsigned char)n[k]]) Py_RETURN_NOTIMPLEMENTED;
+        if (name_is(n, name_len, "content-length", 14)) {
+            if (content_length == NULL) {
+                if (digits_value(v, value_len) != body_len) Py_RETURN_NOTIMPLEMENTED;
+                content_length = value;
+            } else if (value_len != PyBytes_GET_SIZE(content_length)
+                       || memcmp(v, PyBytes_AS_STRING(content_length), (size_t)value_len) != 0) {
+                Py_RETURN_NOTIMPLEMENTED;
+            }
+            continue;
+        }
+        if (name_is(n, name_len, "connection", 10)) {
+            if (has_close(v, value_len)) Py_RETURN_NOTIMPLEMENTED;
+            continue;
+        }
+        if (name_is(n, name_len, "transfer-encoding", 17) || name_is(n, name_len, "server", 6)
+                || name_is(n, name_len, "date", 4))
+            Py_RETURN_NOTIMPLEMENTED;
+        for (Py_ssize_t k = 0; k < value_len; k++) {
+            unsigned char c = (unsigned char)v[k];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) Py_RETURN_NOTIMPLEMENTED;
+        }
+        fields += name_len + value_len + 4;
+    }
+    char length_digits[24];
+    const char *length_text;
+    Py_ssize_t length_len;
+    if (content_length != NULL) {
+        length_text = PyBytes_AS_STRING(content_length);
+        length_len = PyBytes_GET_SIZE(content_length);
+    } else {
+        length_len = (Py_ssize_t)snprintf(length_digits, sizeof length_digits, "%zd", body_len);
+        length_text = length_digits;
+    }
+    static const char close_end[] = "Connection: close\r\n\r\n";
+    Py_ssize_t end_len = keep_alive ? 2 : (Py_ssize_t)(sizeof close_end - 1);
+    Py_ssize_t total = PyBytes_GET_SIZE(status_line) + PyBytes_GET_SIZE(head_lines)
+        + PyBytes_GET_SIZE(date_line) + fields + 16 + length_len + 2 + end_len + body_len;
+    /* Held across the allocation, which may run a collection and so a finalizer. */
+    Py_XINCREF(content_length);
+    PyObject *made = PyBytes_FromStringAndSize(NULL, total);
+    if (made == NULL) {
+        Py_XDECREF(content_length);
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(made);
+    Py_ssize_t left = total;
+    int fits = put(&out, &left, PyBytes_AS_STRING(status_line), PyBytes_GET_SIZE(status_line))
+        && put(&out, &left, PyBytes_AS_STRING(head_lines), PyBytes_GET_SIZE(head_lines))
+        && put(&out, &left, PyBytes_AS_STRING(date_line), PyBytes_GET_SIZE(date_line));
+    /* A list changed under it (by that finalizer) is left to encode.py, as frame_headers does. */
+    fits = fits && PySequence_Fast_GET_SIZE(headers) == count;
+    items = PySequence_Fast_ITEMS(headers);
+    for (Py_ssize_t i = 0; i < count && fits; i++) {
+        PyObject *header = items[i];
+        if (!(PyTuple_CheckExact(header) || PyList_CheckExact(header))
+                || PySequence_Fast_GET_SIZE(header) != 2) {
+            fits = 0;
+            break;
+        }
+        PyObject *name = PySequence_Fast_GET_ITEM(header, 0);
+        PyObject *value = PySequence_Fast_GET_ITEM(header, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) {
+            fits = 0;
+            break;
+        }
+        const char *n = PyBytes_AS_STRING(name);
+        Py_ssize_t name_len = PyBytes_GET_SIZE(name);
+        if (name_is(n, name_len, "content-length", 14) || name_is(n, name_len, "connection", 10))
+            continue;
+        fits = put(&out, &left, n, name_len) && put(&out, &left, ": ", 2)
+            && put(&out, &left, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+            && put(&out, &left, "\r\n", 2);
+    }
+    fits = fits && put(&out, &left, "content-length: ", 16) && put(&out, &left, length_text, length_len)
+        && put(&out, &left, "\r\n", 2)
+        && put(&out, &left, keep_alive ? "\r\n" : close_end, end_len)
+        && put(&out, &left, PyBytes_AS_STRING(body), body_len);
+    Py_XDECREF(content_length);
+    if (!fits || left != 0) {
+        Py_DECREF(made);
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    return made;
+}
+
 static PyMethodDef wire_methods[] = {
     {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL,
      "parse_head(data, pos, max_head_size) -> (end, method, target, headers) or None"},
     {"frame_headers", (PyCFunction)frame_headers, METH_O,
      "frame_headers(headers) -> (lines, content_length, chunked, close, server, date, bad) or NotImplemented"},
+    {"frame_whole", (PyCFunction)(void (*)(void))frame_whole, METH_FASTCALL,
+     "frame_whole(headers, body, status_line, head_lines, date_line, keep_alive) -> bytes or NotImplemented"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,11 +1,14 @@
-"""The HTTP/1.1 hot path's two C functions (`_wire.c`), and what stands in for them.
+"""The HTTP/1.1 hot path's C functions (`_wire.c`), and what stands in for them.
 
 `parse_head` reads a request head of the plainest kind in one call, in place of llhttp's
 callbacks and the scanner's checks; it declines (None) everything else, which then goes the
 full way, so it is None where the extension is not built. `frame_headers` checks and joins a
 response's fields; `frame_headers_py` is its Python twin: the reference the tests hold the C
 function to, and what runs where the extension is not built or the fields are not a list or
-tuple of pairs. The C functions are measured in bench/ (the h1 and h1-tls rows).
+tuple of pairs. `frame_whole` makes the commonest response whole (head and body in one
+bytes) or declines it; its reference is the encoder's own way (encode.py), and it is None
+where the extension is not built. The C functions are measured in bench/ (the h1 and h1-tls
+rows).
 """
 
 from __future__ import annotations
@@ -69,10 +72,11 @@ def frame_headers_py(headers: Iterable[Any]) -> Framed:
 
 try:
     from ._wire import frame_headers as _frame_headers_c
-    from ._wire import parse_head
-except ImportError:  # built without a C compiler: the full path and the Python twin
+    from ._wire import frame_whole, parse_head
+except ImportError:  # built without a C compiler: the full path and the Python twins
     parse_head = None
     _frame_headers_c = None
+    frame_whole = None
 
 
 def frame_headers(headers: Iterable[Any]) -> Framed:

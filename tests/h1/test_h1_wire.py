@@ -18,6 +18,8 @@ from test_h1_engines import MALFORMED, VALID, every_split, parse
 from test_h1_strict import PIECES
 
 from gateway.h1 import wire
+from gateway.h1.encode import GATHER_FROM, ResponseEncoder
+from gateway.h1.engine import BodyLengthError
 from gateway.h1.httptools_engine import HttptoolsEngine
 
 needs_c = pytest.mark.skipif(wire.parse_head is None, reason="gateway/h1/_wire.c is not built here")
@@ -208,3 +210,77 @@ def test_frame_headers_takes_any_iterable():
     fields = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
     assert wire.frame_headers(iter(fields)) == wire.frame_headers(fields) == (
         b"content-type: text/plain\r\n", b"2", False, False, False, False, False)
+
+
+# -- frame_whole against the encoder's own way ------------------------------------------------
+
+class Defaults:
+    """What ServerState gives the encoder: its server and --header lines, and a date."""
+
+    head_lines = b"server: gateway\r\nx-extra: 1\r\n"
+    header_lines = b"x-extra: 1\r\n"
+    date_line = b"date: Mon, 30 Nov 2026 22:00:00 GMT\r\n"
+
+
+class EncoderWay(ResponseEncoder):
+    """Every response framed in Python: the reference for the C call."""
+
+    __slots__ = ()
+    whole = None
+
+
+def encoded(encoder_class, status, headers, body, more_body, keep_alive, head_request, http10):
+    """What the connection would write, or the exception the app's send would get, and the
+    state the encoder is left in for the body messages after it."""
+    encoder = encoder_class(Defaults())
+    try:
+        made = encoder.start(status, headers, body, more_body, keep_alive, head_request, http10)
+    except (TypeError, ValueError, BodyLengthError) as exc:
+        made = (type(exc).__name__, str(exc))
+    return made, encoder.mode, encoder.remaining
+
+
+WHOLE_NAMES = [b"content-type", b"Content-Type", b"content-length", b"CONTENT-LENGTH",
+               b"connection", b"transfer-encoding", b"server", b"Date", b"x-a", b"bad name", b"",
+               "str-name", _Bytes(b"x-a")]
+WHOLE_VALUES = [b"text/plain", b"13", b"013", b"0", b"12", b"99999999999999999999", b"1 3",
+                b"\xd9\xa3", b"chunked", b"close", b"keep-alive", b"", b"a\r\nb", b"a\tb",
+                b"\xe9", bytearray(b"13"), None]
+
+
+def whole_fields():
+    pair = st.tuples(st.sampled_from(WHOLE_NAMES), st.sampled_from(WHOLE_VALUES))
+    item = st.one_of(pair, pair.map(list), st.sampled_from([(b"a",), b"ab", None]))
+    return st.one_of(st.lists(item, max_size=5), st.lists(item, max_size=5).map(tuple))
+
+
+@needs_c
+@settings(max_examples=3000, deadline=None, database=None)
+@given(status=st.sampled_from([200, 201, 204, 304, 404, 599]), headers=whole_fields(),
+       body=st.sampled_from([b"", b"Hello, world!", b"x" * 12, b"y" * (GATHER_FROM - 1),
+                             b"z" * GATHER_FROM]),
+       more_body=st.booleans(), keep_alive=st.booleans(), head_request=st.booleans(),
+       http10=st.booleans())
+def test_frame_whole_makes_what_the_encoder_makes(status, headers, body, more_body, keep_alive,
+                                                 head_request, http10):
+    assert encoded(ResponseEncoder, status, headers, body, more_body, keep_alive, head_request,
+                   http10) == encoded(EncoderWay, status, headers, body, more_body, keep_alive,
+                                      head_request, http10)
+
+
+@needs_c
+@pytest.mark.parametrize("headers", [
+    [(b"content-type", b"text/plain"), (b"content-length", b"13")],
+    [(b"Content-Type", b"application/json")],
+    ((b"content-length", b"13"), (b"Content-Length", b"13"), (b"connection", b"keep-alive")),
+    [],
+], ids=["starlette", "no-length", "repeated-length", "none"])
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "close"])
+def test_common_responses_are_made_whole_in_c(headers, keep_alive):
+    """What frameworks send for a small response takes the C call, so the comparison above
+    compares the C way and not two runs of the Python one."""
+    body = b"Hello, world!"
+    made = ResponseEncoder.whole(headers, body, b"HTTP/1.1 200 OK\r\n", Defaults.head_lines,
+                                 Defaults.date_line, keep_alive)
+    assert made == encoded(EncoderWay, 200, headers, body, False, keep_alive, False, False)[0][0]
+    assert made.endswith((b"\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n") + body)
