@@ -1,10 +1,14 @@
-"""Fuzz `frame_headers` (gateway/h1/_wire.c) against its Python twin, `frame_headers_py`.
+"""Fuzz `frame_headers` (gateway/h1/_wire.c) against its Python twin, `frame_headers_py`, and
+`frame_whole` against the encoder's own way (encode.py's ResponseEncoder without it).
 
 The fields are built from the fuzzer's bytes: a list or tuple of items, mostly 2-tuples or
 2-lists, some of another length or not a pair at all; names and values are bytes (the names
 the function looks for, in any case, or any bytes), str, bytearray, a subclass of bytes, int
 or None. C must give the twin's result, or raise the twin's exception type with its message,
 or return NotImplemented (the twin then runs in its place). It must not change its argument.
+With a status, a body and the encoder's flags from the same bytes, the encoder with
+`frame_whole` must write what it writes without, or raise the same, and be left in the same
+state.
 """
 
 from __future__ import annotations
@@ -14,9 +18,30 @@ from typing import Any
 import atheris
 import harness
 
-(wire,) = harness.import_gateway("gateway.h1.wire")
+wire, encode, engine = harness.import_gateway("gateway.h1.wire", "gateway.h1.encode",
+                                              "gateway.h1.engine")
 frame_c = wire._frame_headers_c
-assert frame_c is not None
+assert frame_c is not None and encode.ResponseEncoder.whole is not None
+
+
+class Defaults:
+    """What ServerState gives the encoder: its server and --header lines, and a date."""
+
+    head_lines = b"server: gateway\r\n"
+    header_lines = b""
+    date_line = b"date: Mon, 30 Nov 2026 22:00:00 GMT\r\n"
+
+
+class EncoderWay(encode.ResponseEncoder):
+    """Every response framed in Python: the reference for `frame_whole`."""
+
+    __slots__ = ()
+    whole = None
+
+
+STATUSES = [200, 201, 204, 304, 404, 500]
+BODIES = [b"", b"Hello, world!", b"x" * 12, b"x" * 13, b"y" * (encode.GATHER_FROM - 1),
+          b"z" * encode.GATHER_FROM]
 
 NAMES = [b"content-length", b"transfer-encoding", b"connection", b"server", b"date",
          b"content-type", b"x-a"]
@@ -82,6 +107,17 @@ def outcome(function: Any, headers: Any) -> Any:
     return result if result is NotImplemented else ("ok", tuple(result))
 
 
+def encoded(encoder_class: type, args: tuple) -> Any:
+    """What the connection would write, or the exception the app's send would get, and the
+    state the encoder is left in."""
+    encoder = encoder_class(Defaults())
+    try:
+        made = encoder.start(*args)
+    except (TypeError, ValueError, engine.BodyLengthError) as exc:
+        made = type(exc).__name__, str(exc)
+    return made, encoder.mode, encoder.remaining
+
+
 def test_one_input(raw: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(raw)
     items = [item(fdp) for _ in range(fdp.ConsumeIntInRange(0, 8))]
@@ -92,6 +128,11 @@ def test_one_input(raw: bytes) -> None:
     if made is not NotImplemented:
         harness.same("frame_headers differs from frame_headers_py", made,
                      outcome(wire.frame_headers_py, headers), headers=headers)
+    args = (STATUSES[fdp.ConsumeIntInRange(0, len(STATUSES) - 1)], headers,
+            BODIES[fdp.ConsumeIntInRange(0, len(BODIES) - 1)], fdp.ConsumeBool(),
+            fdp.ConsumeBool(), fdp.ConsumeBool(), fdp.ConsumeBool())
+    harness.same("the encoder differs with frame_whole", encoded(encode.ResponseEncoder, args),
+                 encoded(EncoderWay, args), args=args)
 
 
 if __name__ == "__main__":
