@@ -173,6 +173,9 @@ class WebSocketSession:
         if self.state is not CLOSED:
             self.close_code = CloseReason.ABNORMAL_CLOSURE.value  # no close frame came
             self._closed(by="client")
+        # Nothing is left to time out: a timer would keep the session, its connection and its
+        # TLS state alive until it fired (--ws-close-timeout after every close).
+        self._cancel_timers()
 
     def shutdown(self) -> None:
         """Server shutdown: close with 1001 (going away) and wait for the peer's close."""
