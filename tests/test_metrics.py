@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets.sync.client
 from conftest import run_cli
 from prometheus_client.parser import text_string_to_metric_families
+from ws.ws_support import ws_connect
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -128,7 +128,7 @@ def test_a_scrape_shows_h1_h2_websocket_and_tls_traffic(serve, certs):
                 assert response.http_version == "HTTP/2"
             assert client.get(url + "/missing").status_code == 404
         context = certs.client_context()
-        with websockets.sync.client.connect(f"wss://127.0.0.1:{server.port}/ws", ssl=context) as ws:
+        with ws_connect(f"wss://127.0.0.1:{server.port}/ws", ssl=context) as ws:
             for text in ("one", "two", "three"):
                 ws.send(text)
                 assert ws.recv() == text

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets.sync.client
 from conftest import ROOT, GatewayProcess, run_cli
 from flask import Flask
 from websockets.exceptions import InvalidStatus
+from ws.ws_support import ws_connect
 
 import gateway
 
@@ -148,7 +148,7 @@ def test_a_websocket_request_is_refused_with_403(flask_url, certs):
     url = flask_url.replace("https://", "wss://")
     started = time.monotonic()
     with pytest.raises(InvalidStatus) as refused:
-        websockets.sync.client.connect(f"{url}/", ssl=certs.client_context(), open_timeout=5)
+        ws_connect(f"{url}/", ssl=certs.client_context(), open_timeout=5)
     assert refused.value.response.status_code == 403
     assert time.monotonic() - started < 2
 
