@@ -195,6 +195,13 @@ def http_scope(http_version: str, server: Any, client: Any, scheme: str, method:
     }
 
 
+def scope_template(http_version: str) -> dict[str, Any]:
+    """`http_scope`'s dict with no root path, the request's values still to set: the C
+    `make_scope` (h1/wire.py) copies it and sets them, which keeps http_scope's keys and their
+    order without building the dict key by key."""
+    return http_scope(http_version, None, None, "", "", b"", [], "", {}, {})
+
+
 def websocket_scope(http: dict[str, Any], subprotocols: list[str],
                     extensions: dict[str, Any]) -> dict[str, Any]:
     """The WebSocket connection scope for a handshake request whose HTTP scope is `http`."""

@@ -15,6 +15,9 @@
  * frame_whole(...) makes the whole of the commonest response (one body message, a length the
  * encoder can state) in one bytes, as encode.py's ResponseEncoder.start would make it; for any
  * other it returns NotImplemented and the encoder frames it.
+ *
+ * make_scope(...) makes asgi.http_scope's dict for a target without percent-escapes, from a
+ * template of it; for any other it returns NotImplemented and http_scope makes it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -501,6 +504,70 @@ static PyObject *frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t
     return made;
 }
 
+/* The scope keys make_scope sets, interned once (see PyInit__wire). */
+static PyObject *key_server, *key_client, *key_scheme, *key_method, *key_path, *key_raw_path,
+    *key_query_string, *key_headers, *key_state, *key_extensions;
+
+/* make_scope(template, server, client, scheme, method, target, headers, lifespan_state,
+ * extensions): asgi.http_scope's dict for a target with no percent-escape and no root path,
+ * as a copy of `template` (asgi.http_scope with those keys' values still to set, in its
+ * order) with the request's values set. Anything else returns NotImplemented. */
+static PyObject *make_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "make_scope takes 9 arguments");
+        return NULL;
+    }
+    PyObject *template = args[0], *target = args[5], *lifespan_state = args[7];
+    if (!PyDict_CheckExact(template) || !PyBytes_CheckExact(target)
+            || !PyDict_CheckExact(lifespan_state))
+        Py_RETURN_NOTIMPLEMENTED;
+    const char *t = PyBytes_AS_STRING(target);
+    Py_ssize_t len = PyBytes_GET_SIZE(target);
+    if (memchr(t, '%', (size_t)len) != NULL) Py_RETURN_NOTIMPLEMENTED;  /* unquoted in Python */
+    const char *mark = memchr(t, '?', (size_t)len);
+    Py_ssize_t path_len = mark == NULL ? len : mark - t;
+    PyObject *raw_path = NULL, *query = NULL, *path = NULL, *state = NULL, *scope = NULL;
+    if (mark == NULL) {
+        raw_path = Py_NewRef(target);
+        query = PyBytes_FromStringAndSize(NULL, 0);
+    } else {
+        raw_path = PyBytes_FromStringAndSize(t, path_len);
+        query = PyBytes_FromStringAndSize(mark + 1, len - path_len - 1);
+    }
+    if (raw_path == NULL || query == NULL) goto error;
+    path = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(raw_path), path_len, NULL);
+    if (path == NULL) goto error;
+    state = PyDict_Copy(lifespan_state);
+    if (state == NULL) goto error;
+    scope = PyDict_Copy(template);
+    if (scope == NULL) goto error;
+    if (PyDict_SetItem(scope, key_server, args[1]) < 0
+            || PyDict_SetItem(scope, key_client, args[2]) < 0
+            || PyDict_SetItem(scope, key_scheme, args[3]) < 0
+            || PyDict_SetItem(scope, key_method, args[4]) < 0
+            || PyDict_SetItem(scope, key_path, path) < 0
+            || PyDict_SetItem(scope, key_raw_path, raw_path) < 0
+            || PyDict_SetItem(scope, key_query_string, query) < 0
+            || PyDict_SetItem(scope, key_headers, args[6]) < 0
+            || PyDict_SetItem(scope, key_state, state) < 0
+            || PyDict_SetItem(scope, key_extensions, args[8]) < 0)
+        goto error;
+    Py_DECREF(raw_path);
+    Py_DECREF(query);
+    Py_DECREF(path);
+    Py_DECREF(state);
+    return scope;
+
+error:
+    Py_XDECREF(raw_path);
+    Py_XDECREF(query);
+    Py_XDECREF(path);
+    Py_XDECREF(state);
+    Py_XDECREF(scope);
+    return NULL;
+}
+
 static PyMethodDef wire_methods[] = {
     {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL,
      "parse_head(data, pos, max_head_size) -> (end, method, target, headers) or None"},
@@ -508,6 +575,8 @@ static PyMethodDef wire_methods[] = {
      "frame_headers(headers) -> (lines, content_length, chunked, close, server, date, bad) or NotImplemented"},
     {"frame_whole", (PyCFunction)(void (*)(void))frame_whole, METH_FASTCALL,
      "frame_whole(headers, body, status_line, head_lines, date_line, keep_alive) -> bytes or NotImplemented"},
+    {"make_scope", (PyCFunction)(void (*)(void))make_scope, METH_FASTCALL,
+     "make_scope(template, server, client, scheme, method, target, headers, lifespan_state, extensions) -> dict or NotImplemented"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -521,6 +590,16 @@ PyMODINIT_FUNC PyInit__wire(void)
     for (int m = 0; m < 7; m++) {
         method_objects[m] = PyUnicode_InternFromString(method_names[m]);
         if (method_objects[m] == NULL) return NULL;
+    }
+    struct { PyObject **key; const char *name; } keys[] = {
+        {&key_server, "server"}, {&key_client, "client"}, {&key_scheme, "scheme"},
+        {&key_method, "method"}, {&key_path, "path"}, {&key_raw_path, "raw_path"},
+        {&key_query_string, "query_string"}, {&key_headers, "headers"}, {&key_state, "state"},
+        {&key_extensions, "extensions"},
+    };
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        *keys[k].key = PyUnicode_InternFromString(keys[k].name);
+        if (*keys[k].key == NULL) return NULL;
     }
     return PyModule_Create(&wire_module);
 }

@@ -20,6 +20,7 @@ from ..asgi import (
     Exchange,
     http_scope,
     scope_address,
+    scope_template,
 )
 from ..config import ConfigError
 from ..guards import Ledger, StallWatch
@@ -37,6 +38,7 @@ from .h2c import H2CSwitch, H2CUpgrade, speaks_http2
 from .responses import BODY, HELD, WRITE, ResponseWriting
 from .sendfile import KernelCopy
 from .websocket import H1WebSocket
+from .wire import make_scope
 
 try:
     from .httptools_engine import HttptoolsEngine
@@ -46,6 +48,8 @@ from .h11_engine import H11Engine
 
 # A large read is parsed this much at a time (see `_parse`).
 _FEED_SLICE = 16 * 1024
+# The scope of an HTTP/1.1 request with no root path, for make_scope to copy.
+_SCOPE_TEMPLATE = scope_template("1.1")
 # At a graceful stop, a connection idle for less than this may have its next request on the
 # way: it is given this long before it is closed (see `shutdown`).
 _RECENTLY_SERVED = 0.5
@@ -407,10 +411,15 @@ class H1Protocol(ReadingBlocks, ResponseWriting, asyncio.Protocol):
 
     def _scope(self, method: str, target: bytes, http_version: str, headers: Headers) -> dict[str, Any]:
         state = self.state
-        scope = http_scope(
-            http_version, self.server, self.client, self.scheme, method, target,
-            headers, state.root_path, state.lifespan_state, self.extensions,
-        )
+        scope = NotImplemented
+        if make_scope is not None and http_version == "1.1" and not state.root_path:
+            scope = make_scope(_SCOPE_TEMPLATE, self.server, self.client, self.scheme, method,
+                               target, headers, state.lifespan_state, self.extensions)
+        if scope is NotImplemented:
+            scope = http_scope(
+                http_version, self.server, self.client, self.scheme, method, target,
+                headers, state.root_path, state.lifespan_state, self.extensions,
+            )
         if self.forwarded:
             apply_forwarded(scope, state.trusted_peers)
         return scope

@@ -7,8 +7,9 @@ response's fields; `frame_headers_py` is its Python twin: the reference the test
 function to, and what runs where the extension is not built or the fields are not a list or
 tuple of pairs. `frame_whole` makes the commonest response whole (head and body in one
 bytes) or declines it; its reference is the encoder's own way (encode.py), and it is None
-where the extension is not built. The C functions are measured in bench/ (the h1 and h1-tls
-rows).
+where the extension is not built. `make_scope` makes asgi.http_scope's dict for a target
+without percent-escapes from `asgi.scope_template`, or declines; http_scope is its reference.
+The C functions are measured in bench/ (the h1 and h1-tls rows).
 """
 
 from __future__ import annotations
@@ -72,11 +73,12 @@ def frame_headers_py(headers: Iterable[Any]) -> Framed:
 
 try:
     from ._wire import frame_headers as _frame_headers_c
-    from ._wire import frame_whole, parse_head
+    from ._wire import frame_whole, make_scope, parse_head
 except ImportError:  # built without a C compiler: the full path and the Python twins
     parse_head = None
     _frame_headers_c = None
     frame_whole = None
+    make_scope = None
 
 
 def frame_headers(headers: Iterable[Any]) -> Framed:

@@ -8,15 +8,18 @@ raise what it raises. test_h1_strict.py also holds the engine, C path included, 
 from __future__ import annotations
 
 import shutil
+import socket
 import sysconfig
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import read_response
 from test_h1_engines import MALFORMED, VALID, every_split, parse
 from test_h1_strict import PIECES
 
+from gateway.asgi import http_scope, scope_template
 from gateway.h1 import wire
 from gateway.h1.encode import GATHER_FROM, ResponseEncoder
 from gateway.h1.engine import BodyLengthError
@@ -284,3 +287,57 @@ def test_common_responses_are_made_whole_in_c(headers, keep_alive):
                                  Defaults.date_line, keep_alive)
     assert made == encoded(EncoderWay, 200, headers, body, False, keep_alive, False, False)[0][0]
     assert made.endswith((b"\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n") + body)
+
+
+# -- make_scope against asgi.http_scope ----------------------------------------------------------
+
+TEMPLATE = scope_template("1.1")
+TARGETS = [b"/", b"/a/b.js", b"/?", b"/?x=1&y=%20", b"/a?b?c", b"//x", b"/a%2Fb", b"/caf\xe9",
+           b"/\x00", b"*", b"", b"?q", b"/" + b"p" * 5000 + b"?" + b"q" * 300]
+
+
+@needs_c
+@settings(max_examples=500, deadline=None, database=None)
+@given(target=st.one_of(st.sampled_from(TARGETS), st.binary(max_size=40)),
+       server=st.sampled_from([("127.0.0.1", 8000), ("/run/gw.sock", None), None]),
+       client=st.sampled_from([("127.0.0.1", 51000), None]),
+       scheme=st.sampled_from(["http", "https"]),
+       method=st.sampled_from(["GET", "POST", "HEAD"]),
+       lifespan_state=st.sampled_from([{}, {"db": "pool", "n": 1}]))
+def test_make_scope_makes_what_http_scope_makes(target, server, client, scheme, method,
+                                               lifespan_state):
+    headers = [(b"host", b"x")]
+    extensions = {"http.response.pathsend": {}}
+    made = wire.make_scope(TEMPLATE, server, client, scheme, method, target, headers,
+                           lifespan_state, extensions)
+    if b"%" in target:
+        assert made is NotImplemented
+        return
+    expected = http_scope("1.1", server, client, scheme, method, target, headers, "",
+                          lifespan_state, extensions)
+    assert list(made.items()) == list(expected.items())
+    assert [type(value) for value in made.values()] == [type(value) for value in expected.values()]
+    # The request's own objects, as http_scope passes them; a fresh state and the template kept.
+    assert made["headers"] is headers and made["extensions"] is extensions
+    assert made["state"] is not lifespan_state and scope_template("1.1") == TEMPLATE
+
+
+@needs_c
+def test_a_served_request_gets_the_scope_http_scope_makes(serve):
+    """Through the connection, the scope the app is given is http_scope's, key for key."""
+    seen = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return  # lifespan: not supported
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with serve(app) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /a/b?c=d HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 204 ")
+    scope = seen[0]
+    expected = http_scope("1.1", scope["server"], scope["client"], "http", "GET", b"/a/b?c=d",
+                          [(b"host", b"x")], "", {}, scope["extensions"])
+    assert list(scope.items()) == list(expected.items())
