@@ -13,15 +13,15 @@ Input: byte 0 is `pos`, bytes 1-2 `max_head_size` (little-endian; 0xffff means s
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import harness
 
-wire, engine, httptools_engine = harness.import_gateway(
-    "gateway.h1.wire", "gateway.h1.engine", "gateway.h1.httptools_engine")
+wire, httptools_engine = harness.import_gateway("gateway.h1.wire", "gateway.h1.httptools_engine")
 parse_head = wire.parse_head
 assert parse_head is not None
+# The suite's sans-IO driver: what a server acts on, as the engine tests compare it.
+sys.path.insert(0, str(harness.REPO / "tests" / "h1"))
+from test_h1_engines import parse  # noqa: E402
 
 TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
@@ -33,85 +33,6 @@ class FullWayEngine(httptools_engine.HttptoolsEngine):
 
     __slots__ = ()
     parse_head = None
-
-
-class Defaults:
-    """What ServerState gives the engines: a server field and a fixed date."""
-
-    head_lines = b"server: gateway\r\n"
-    header_lines = b""
-    date_line = b"date: X\r\n"
-    head_fields = [(b"server", b"gateway")]
-    header_fields: list[tuple[bytes, bytes]] = []
-    date_value = b"X"
-
-
-@dataclass
-class Parsed:
-    """One request as the engine's handler saw it."""
-
-    method: str
-    target: bytes
-    version: str
-    headers: list[tuple[bytes, bytes]]
-    keep_alive: bool
-    body_length: int
-    switching: bool
-    expect_continue: bool
-    body: bytes = b""
-    ended: bool = False
-
-
-@dataclass
-class Recorder:
-    """The handler: keeps what it is given as plain values, to compare."""
-
-    requests: list[Parsed] = field(default_factory=list)
-
-    def on_request(self, method: str, target: bytes, http_version: str,
-                   headers: Iterable[tuple[bytes, bytes]], keep_alive: bool, body_length: int,
-                   switching: bool, expect_continue: bool) -> None:
-        self.requests.append(Parsed(method, bytes(target), http_version,
-                                    [(bytes(name), bytes(value)) for name, value in headers],
-                                    keep_alive, body_length, switching, expect_continue))
-
-    def on_body(self, data: bytes) -> None:
-        self.requests[-1].body += bytes(data)
-
-    def on_request_end(self) -> None:
-        assert not self.requests[-1].ended, "a request ended twice"
-        self.requests[-1].ended = True
-
-
-def serve(engine_class: type, pieces: list[bytes], max_head_size: int) -> tuple[list[Parsed], int | None]:
-    """What a server acts on, as tests/h1/test_h1_engines.parse has it: each finished request
-    answered as the connection protocol would, the requests up to the first that ends the
-    connection, and the error status if parsing failed before that."""
-    recorder = Recorder()
-    eng = engine_class(recorder, max_head_size, Defaults())
-    answered = 0
-    error = None
-    try:
-        for piece in pieces:
-            eng.feed(piece)
-            while answered < len(recorder.requests) and recorder.requests[answered].ended:
-                keep_alive = recorder.requests[answered].keep_alive
-                answered += 1
-                eng.start_response(200, [], b"", False, keep_alive)
-                if not keep_alive:
-                    break
-                eng.next_cycle()
-            if answered and not recorder.requests[answered - 1].keep_alive:
-                break
-    except engine.RequestError as exc:
-        error = exc.status
-    requests = recorder.requests
-    for index, parsed in enumerate(requests):
-        if parsed.ended and not parsed.keep_alive:
-            # Nothing after a request that closes the connection is served (llhttp parses
-            # ahead, the full way does not): only what a server acts on is compared.
-            return requests[:index + 1], None
-    return requests, error
 
 
 def check_head(data: bytes, pos: int, max_head_size: int, head: tuple) -> None:
@@ -164,8 +85,8 @@ def test_one_input(raw: bytes) -> None:
     cut = raw[3] * len(data) // 255
     for pieces in ([data], [data[:cut], data[cut:]]):
         harness.same("the engine served these bytes differently with parse_head",
-                     serve(httptools_engine.HttptoolsEngine, pieces, engine_limit),
-                     serve(FullWayEngine, pieces, engine_limit),
+                     parse(httptools_engine.HttptoolsEngine, pieces, engine_limit),
+                     parse(FullWayEngine, pieces, engine_limit),
                      pieces=pieces, max_head_size=engine_limit)
 
 
