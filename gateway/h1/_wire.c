@@ -224,6 +224,43 @@ static int is_chunked(const char *value, Py_ssize_t len)
     return name_is(value + start, len - start, "chunked", 7);
 }
 
+/* Appends `b`'s bytes at *out, within *left; 0 when they do not fit. */
+static int put(char **out, Py_ssize_t *left, const char *b, Py_ssize_t n)
+{
+    if (n > *left) return 0;
+    memcpy(*out, b, (size_t)n);
+    *out += n;
+    *left -= n;
+    return 1;
+}
+
+/* The fields as "name: value" lines, but for Content-Length and Connection, which the encoder
+ * writes itself, within *left. 0 when the list is no longer what was measured (an allocation
+ * ran a collection, whose finalizer changed it) or its lines do not fit. */
+static int put_fields(PyObject *headers, Py_ssize_t count, char **out, Py_ssize_t *left)
+{
+    if (PySequence_Fast_GET_SIZE(headers) != count) return 0;
+    PyObject **items = PySequence_Fast_ITEMS(headers);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *header = items[i];
+        if (!(PyTuple_CheckExact(header) || PyList_CheckExact(header))
+                || PySequence_Fast_GET_SIZE(header) != 2)
+            return 0;
+        PyObject *name = PySequence_Fast_GET_ITEM(header, 0);
+        PyObject *value = PySequence_Fast_GET_ITEM(header, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) return 0;
+        const char *n = PyBytes_AS_STRING(name);
+        Py_ssize_t name_len = PyBytes_GET_SIZE(name);
+        if (name_is(n, name_len, "content-length", 14) || name_is(n, name_len, "connection", 10))
+            continue;
+        if (!(put(out, left, n, name_len) && put(out, left, ": ", 2)
+              && put(out, left, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+              && put(out, left, "\r\n", 2)))
+            return 0;
+    }
+    return 1;
+}
+
 static PyObject *frame_headers(PyObject *module, PyObject *headers)
 {
     if (!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers))
@@ -308,39 +345,7 @@ static PyObject *frame_headers(PyObject *module, PyObject *headers)
      * a list changed under it is left to the Python twin. */
     char *out = PyBytes_AS_STRING(block);
     Py_ssize_t left = total;
-    int changed = PySequence_Fast_GET_SIZE(headers) != count;
-    items = PySequence_Fast_ITEMS(headers);
-    for (Py_ssize_t i = 0; i < count && !changed; i++) {
-        PyObject *header = items[i];
-        if (!(PyTuple_CheckExact(header) || PyList_CheckExact(header)) || PySequence_Fast_GET_SIZE(header) != 2) {
-            changed = 1;
-            break;
-        }
-        PyObject *name = PySequence_Fast_GET_ITEM(header, 0);
-        PyObject *value = PySequence_Fast_GET_ITEM(header, 1);
-        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) {
-            changed = 1;
-            break;
-        }
-        const char *n = PyBytes_AS_STRING(name);
-        Py_ssize_t name_len = PyBytes_GET_SIZE(name);
-        if (name_is(n, name_len, "content-length", 14) || name_is(n, name_len, "connection", 10))
-            continue;
-        Py_ssize_t value_len = PyBytes_GET_SIZE(value);
-        if (name_len + value_len + 4 > left) {
-            changed = 1;
-            break;
-        }
-        left -= name_len + value_len + 4;
-        memcpy(out, n, (size_t)name_len);
-        out += name_len;
-        *out++ = ':';
-        *out++ = ' ';
-        memcpy(out, PyBytes_AS_STRING(value), (size_t)value_len);
-        out += value_len;
-        *out++ = '\r';
-        *out++ = '\n';
-    }
+    int changed = !put_fields(headers, count, &out, &left);
     if (changed || left != 0) {
         Py_DECREF(block);
         Py_XDECREF(content_length);
@@ -365,16 +370,6 @@ static Py_ssize_t digits_value(const char *v, Py_ssize_t len)
         n = n * 10 + (v[i] - '0');
     }
     return n;
-}
-
-/* Appends `b`'s bytes at *out, within *left; 0 when they do not fit. */
-static int put(char **out, Py_ssize_t *left, const char *b, Py_ssize_t n)
-{
-    if (n > *left) return 0;
-    memcpy(*out, b, (size_t)n);
-    *out += n;
-    *left -= n;
-    return 1;
 }
 
 /* frame_whole(headers, body, status_line, head_lines, date_line, keep_alive): the whole
@@ -469,29 +464,7 @@ static PyObject *frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t
         && put(&out, &left, PyBytes_AS_STRING(head_lines), PyBytes_GET_SIZE(head_lines))
         && put(&out, &left, PyBytes_AS_STRING(date_line), PyBytes_GET_SIZE(date_line));
     /* A list changed under it (by that finalizer) is left to encode.py, as frame_headers does. */
-    fits = fits && PySequence_Fast_GET_SIZE(headers) == count;
-    items = PySequence_Fast_ITEMS(headers);
-    for (Py_ssize_t i = 0; i < count && fits; i++) {
-        PyObject *header = items[i];
-        if (!(PyTuple_CheckExact(header) || PyList_CheckExact(header))
-                || PySequence_Fast_GET_SIZE(header) != 2) {
-            fits = 0;
-            break;
-        }
-        PyObject *name = PySequence_Fast_GET_ITEM(header, 0);
-        PyObject *value = PySequence_Fast_GET_ITEM(header, 1);
-        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) {
-            fits = 0;
-            break;
-        }
-        const char *n = PyBytes_AS_STRING(name);
-        Py_ssize_t name_len = PyBytes_GET_SIZE(name);
-        if (name_is(n, name_len, "content-length", 14) || name_is(n, name_len, "connection", 10))
-            continue;
-        fits = put(&out, &left, n, name_len) && put(&out, &left, ": ", 2)
-            && put(&out, &left, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
-            && put(&out, &left, "\r\n", 2);
-    }
+    fits = fits && put_fields(headers, count, &out, &left);
     fits = fits && put(&out, &left, "content-length: ", 16) && put(&out, &left, length_text, length_len)
         && put(&out, &left, "\r\n", 2)
         && put(&out, &left, keep_alive ? "\r\n" : close_end, end_len)
