@@ -70,6 +70,23 @@ class LoadSpec:
 
 
 @dataclass(frozen=True)
+class ServerCpu:
+    """The server's CPU over one measurement, per request or message (``per``): microseconds
+    in its own code (user) and in the kernel (system, the socket calls and the loopback TCP
+    they drive), and the share of the wall time it was busy. Near 100% busy means the server
+    limits the rate; a system share near the total means little is left to win in the server."""
+
+    user_us: float
+    system_us: float
+    busy: float
+    per: str
+
+    def text(self) -> str:
+        return (f"server {self.user_us:.1f} user + {self.system_us:.1f} sys \u00b5s/{self.per},"
+                f" {self.busy:.0%} busy")
+
+
+@dataclass(frozen=True)
 class LoadResult:
     """One measurement; ``errors`` > 0 makes the measurement unusable.
 
@@ -77,7 +94,8 @@ class LoadResult:
     plus whatever else the load tool counted (``requests``: the access-log check uses it).
     ``client_cpu`` is the load generator's CPU time over the measured wall time, where the
     tool reports it (ws_load): near 1.0 would mean the client, not the server, limits.
-    ``note`` is what the report shows beside the row (e.g. the server's RSS).
+    ``note`` is what the report shows beside the row (e.g. the server's RSS). ``server_cpu``
+    is filled in by the run, for rows that count requests or messages.
     """
 
     values: dict[str, float]
@@ -85,6 +103,7 @@ class LoadResult:
     error_detail: str = ""
     client_cpu: float | None = None
     note: str = ""
+    server_cpu: ServerCpu | None = None
 
 
 def failed(detail: str) -> LoadResult:
@@ -203,6 +222,16 @@ class Cell:
         if len(values) < 2 or not median:
             return "—"
         return f"{(max(values) - min(values)) / median:.0%}"
+
+    @property
+    def server_cpu(self) -> ServerCpu | None:
+        """The median of each part over the rounds that measured it."""
+        cpus = [r.server_cpu for r in self.results if r.server_cpu is not None]
+        if not cpus:
+            return None
+        return ServerCpu(statistics.median(c.user_us for c in cpus),
+                         statistics.median(c.system_us for c in cpus),
+                         statistics.median(c.busy for c in cpus), cpus[0].per)
 
     @property
     def note(self) -> str:

@@ -154,13 +154,8 @@ def wait_ready(server: RunningServer, port: int, tls: TlsFiles | None, workers: 
     raise StartError(f"no answer within {START_TIMEOUT:.0f}s ({last_error}):\n{server.log_tail()}")
 
 
-def tree_rss_kib(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants, in KiB (VmRSS from /proc).
-
-    Summed over the tree, so a parent plus worker (hypercorn, granian, gunicorn) counts
-    both; pages a forked worker shares with its parent count twice, which cancels out in
-    a before/after difference.
-    """
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants, from /proc (a parent plus its workers)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -172,13 +167,42 @@ def tree_rss_kib(pid: int) -> int:
         # The command name (field 2) is in parentheses and may hold spaces; ppid follows it.
         ppid = int(stat[stat.rfind(")") + 2:].split()[1])
         children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [pid]
+    pids, todo = [], [pid]
     while todo:
         current = todo.pop()
+        pids.append(current)
         todo += children.get(current, [])
+    return pids
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants, in KiB (VmRSS from /proc).
+
+    Summed over the tree, so a parent plus worker (hypercorn, granian, gunicorn) counts
+    both; pages a forked worker shares with its parent count twice, which cancels out in
+    a before/after difference.
+    """
+    total = 0
+    for current in tree_pids(pid):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
                     break
     return total
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds ``pid`` and its descendants have used so far (utime and
+    stime from /proc), to split a row's cost between the server's own code and the kernel."""
+    user = system = 0
+    for current in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rfind(")") + 2:].split()
+            user += int(fields[11])     # utime, field 14 of proc(5)
+            system += int(fields[12])   # stime, field 15
+    return user / CLOCK_TICKS, system / CLOCK_TICKS

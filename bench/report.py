@@ -126,4 +126,6 @@ def note_for(cell: Cell) -> str:
     notes = [cell.note]
     if cell.client_cpu is not None:
         notes.append(f"client CPU {cell.client_cpu:.0%}")
+    if cell.server_cpu is not None:
+        notes.append(cell.server_cpu.text())
     return "; ".join(n for n in notes if n).replace("|", "/")

@@ -10,6 +10,7 @@ with the reason, from then on.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,9 +26,10 @@ from bench.model import (
     LoadSpec,
     Scenario,
     Server,
+    ServerCpu,
     TlsFiles,
 )
-from bench.process import RunningServer, StartError, free_port, wait_ready
+from bench.process import RunningServer, StartError, free_port, tree_cpu_seconds, wait_ready
 from bench.report import one_line
 
 
@@ -69,7 +71,10 @@ class Run:
             pid = running.proc.pid
             if scenario.warmup and self.warmup > 0:
                 scenario.load(self.spec(scenario, port, pid, self.warmup))
+            cpu_before, started = tree_cpu_seconds(pid), time.monotonic()
             result = scenario.load(self.spec(scenario, port, pid, self.duration))
+            result = with_server_cpu(result, tree_cpu_seconds(pid), cpu_before,
+                                     time.monotonic() - started)
             if running.proc.poll() is not None:
                 raise StartError(f"died during the run:\n{running.log_tail()}")
         finally:
@@ -79,6 +84,19 @@ class Run:
         if scenario.access_log:
             result = check_logged(result, running.log_lines())
         return result
+
+
+def with_server_cpu(result: LoadResult, after: tuple[float, float], before: tuple[float, float],
+                    wall: float) -> LoadResult:
+    """``result`` with the server's CPU per request or message over the load tool's run (its
+    connects and closes around the measured seconds included)."""
+    for key, per in (("requests", "req"), ("messages", "msg")):
+        count = result.values.get(key)
+        if count and wall > 0:
+            user, system = after[0] - before[0], after[1] - before[1]
+            return replace(result, server_cpu=ServerCpu(user / count * 1e6, system / count * 1e6,
+                                                         (user + system) / wall, per))
+    return result
 
 
 def check_logged(result: LoadResult, lines: int) -> LoadResult:
@@ -123,6 +141,8 @@ def progress(scenario: Scenario, result: LoadResult) -> str:
     extra = [result.note] if result.note else []
     if result.client_cpu is not None:
         extra.append(f"client CPU {result.client_cpu:.0%}")
+    if result.server_cpu is not None:
+        extra.append(result.server_cpu.text())
     if result.errors:
         extra.append(f"ERRORS {result.errors}: {result.error_detail}")
     return "  ".join([*figures, *(f"({e})" for e in extra)]) or "no figure"

@@ -59,7 +59,8 @@ def parse_ws_load(text: str, returncode: int = 0, stderr: str = "") -> LoadResul
         detail = f"{result['open']}/{result['connections']} connections opened; {detail}"
     if returncode != 0 and not errors:
         errors, detail = 1, f"ws_load exited {returncode}"
-    return LoadResult({"rate": float(result["msg_per_sec"])}, errors, detail,
+    return LoadResult({"rate": float(result["msg_per_sec"]), "messages": float(result["messages"])},
+                      errors, detail,
                       client_cpu=float(result["client_cpu"]))
 
 
