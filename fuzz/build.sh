@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build gateway's two C extensions with AddressSanitizer and libFuzzer's coverage hooks into
+# Build gateway's C extensions with AddressSanitizer and libFuzzer's coverage hooks into
 # $FUZZ_DIR/build (default /tmp/gateway-fuzz/build), outside the source tree. The harnesses
 # load them from there; the rest of gateway comes from this repository.
 # Usage: [FUZZ_DIR=...] [PYTHON=...] fuzz/build.sh
@@ -20,7 +20,8 @@ suffix=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUF
 flags=(-fsanitize=address,fuzzer-no-link -g -O1 -fno-omit-frame-pointer -fwrapv -fPIC -shared
        -Wall -I"$include")
 
-mkdir -p "$build/gateway/h1"
+mkdir -p "$build/gateway/h1" "$build/gateway/ws"
 clang "${flags[@]}" "$repo/gateway/h1/_wire.c" -o "$build/gateway/h1/_wire$suffix"
 clang "${flags[@]}" "$repo/gateway/_accessline.c" -o "$build/gateway/_accessline$suffix"
+clang "${flags[@]}" "$repo/gateway/ws/_frames.c" -o "$build/gateway/ws/_frames$suffix"
 echo "built into $build"

@@ -1,5 +1,5 @@
-"""What the three harnesses share: gateway's modules from this repository with the ASan builds
-of its C extensions in place, a divergence raised with both sides, and the command line.
+"""What the harnesses share: gateway's modules from this repository with the ASan builds of its
+C extensions in place, a divergence raised with both sides, and the command line.
 
 A divergence is raised, not logged: libFuzzer then stops, prints the traceback and keeps the
 input as a crash file, which `run.sh NAME FILE` replays.
@@ -22,7 +22,8 @@ import atheris
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("FUZZ_DIR", "/tmp/gateway-fuzz")) / "build"
-EXTENSIONS = {"gateway.h1._wire": "gateway/h1/_wire", "gateway._accessline": "gateway/_accessline"}
+EXTENSIONS = {"gateway.h1._wire": "gateway/h1/_wire", "gateway._accessline": "gateway/_accessline",
+              "gateway.ws._frames": "gateway/ws/_frames"}
 
 
 class Divergence(AssertionError):
@@ -31,7 +32,7 @@ class Divergence(AssertionError):
 
 def import_gateway(*names: str) -> list[ModuleType]:
     """The ASan builds go into sys.modules under their own names before gateway is imported,
-    so its `from ._wire import ...` finds them and never the plain copies a developer's
+    so its `from ._wire import ...` (and the others') finds them and never the plain copies a developer's
     install left in the tree. gateway's Python is instrumented too: the scanner's and the
     twins' branches guide the fuzzer as well as the C ones."""
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run one harness under libFuzzer for SECONDS, or replay one input FILE (a crash file).
-# Usage: [FUZZ_DIR=...] [PYTHON=...] fuzz/run.sh parse_head|frame_headers|access_line|make_scope SECONDS|FILE [libFuzzer flags...]
+# Usage: [FUZZ_DIR=...] [PYTHON=...] fuzz/run.sh parse_head|frame_headers|access_line|make_scope|ws_frames SECONDS|FILE [libFuzzer flags...]
 # The corpus grows in $FUZZ_DIR/corpus/NAME across runs; crash files go to $FUZZ_DIR/artifacts/NAME.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 python=${PYTHON:-python3}
 export FUZZ_DIR=${FUZZ_DIR:-/tmp/gateway-fuzz}
-name=${1:?harness: parse_head, frame_headers, access_line or make_scope}
+name=${1:?harness: parse_head, frame_headers, access_line, make_scope or ws_frames}
 what=${2:?seconds to run, or an input file to replay}
 shift 2
 harness=$here/fuzz_$name.py

@@ -9,6 +9,11 @@ wsproto with its own permessage-deflate as the reference for ours (`deflate.Mess
 Events are tuples keyed by opcode, not wsproto's frozen dataclasses: one of those costs about
 half a microsecond to make, a noticeable part of an echo's time.
 
+The commonest frames (whole text and binary messages, no extension bits) are read by
+`_frames.parse_plain` in C where it is built; everything else, and every error, by `_parse`
+in Python, which is the reference the tests hold the C reader to. Measured on the echo
+benchmark (bench/, the ws row).
+
 Two differences are deliberate: a frame longer than `max_size` is refused with 1009 from its
 header, instead of being buffered first; and a compressed message is refused with 1009 while
 it inflates past `max_size`, where wsproto would inflate it all.
@@ -26,6 +31,11 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
 from .deflate import MessageDeflate, MessageTooBig
+
+try:
+    from ._frames import parse_plain
+except ImportError:  # not built (no C compiler): the Python parser reads every frame
+    parse_plain = None
 
 _CONTINUATION = 0x0
 # Opcodes, and the kinds of event `FrameConnection.events` gives:
@@ -66,9 +76,11 @@ def _frame(opcode: int, payload: bytes) -> bytes:
 class FrameConnection:
     """The server side of a WebSocket, with permessage-deflate when `deflate` is given."""
 
-    def __init__(self, max_size: int, deflate: MessageDeflate | None = None) -> None:
+    def __init__(self, max_size: int, deflate: MessageDeflate | None = None,
+                 plain: Any = parse_plain) -> None:
         self.max_size = max_size
         self.deflate = deflate
+        self._plain = plain  # the C reader of the commonest frames, or None: Python reads all
         self.state = _OPEN
         self._buffer = bytearray()
         self._events: list[Event] = []
@@ -111,6 +123,8 @@ class FrameConnection:
     def _parse(self, buffer: bytes | bytearray) -> int:
         """Turn every complete frame in `buffer` into events; return the bytes used."""
         position = 0
+        if self._plain is not None and self._message_opcode is None:
+            position = self._plain(buffer, 0, self.max_size, self._events)
         available = len(buffer)
         while available - position >= 2:
             first = buffer[position]

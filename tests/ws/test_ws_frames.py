@@ -1,17 +1,22 @@
 """gateway's own frame layer (gateway/ws/frames.py) against wsproto, the reference: the same
 client bytes give the same events, close codes and states, whole or a byte at a time, and
 the same server frames go out. The one deliberate difference (a frame over the size limit is
-refused from its header) has its own test."""
+refused from its header) has its own test. Its C reader of the commonest frames
+(gateway/ws/_frames.c) is held to its Python parser: the same events, to the type and the
+wording of a failure, for generated frames cut anywhere."""
 
 from __future__ import annotations
 
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.frame_protocol import CloseReason
 
+from gateway.ws import frames
 from gateway.ws.frames import FrameConnection
 
 LIMIT = 1 << 20
@@ -178,3 +183,57 @@ def test_a_frame_over_the_limit_is_refused_from_its_header():
     frame = client_frame(BINARY, b"x" * 1001)
     connection.receive_data(frame[:20])
     assert normalised(connection.events()) == [("Close", 1009)]
+
+
+needs_c = pytest.mark.skipif(frames.parse_plain is None, reason="gateway/ws/_frames.c is not built here")
+
+# Frames of every kind the C reader takes or must leave to Python: whole text and binary
+# messages of each length form, and each thing that stops it.
+_PAYLOADS = st.one_of(st.binary(max_size=140), st.text(max_size=60).map(str.encode),
+                      st.sampled_from([b"\xff", b"ok\xe2\x82", b"\xed\xa0\x80", b"a" * 300,
+                                       b"b" * 65536]))
+_FRAMES = st.one_of(
+    st.builds(client_frame, st.sampled_from([TEXT, BINARY]), _PAYLOADS),
+    st.builds(client_frame, st.sampled_from([TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG, 3, 11]),
+              st.binary(max_size=130), fin=st.booleans(), rsv=st.sampled_from([0, 0x10, 0x40]),
+              masked=st.booleans(), length_bytes=st.sampled_from([None, 0, 2, 8])),
+)
+
+
+def parsed(data: bytes, cuts: list[int], limit: int, plain) -> tuple:
+    """Everything the frame layer reports of `data` fed in pieces at `cuts`: its events,
+    whole (a failure's reason text included), and its state."""
+    connection = FrameConnection(limit, plain=plain)
+    events = []
+    for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        connection.receive_data(data[start:end])
+        events += [tuple((type(part), part) for part in event) for event in connection.events()]
+    return events, connection.state, connection._failed, bytes(connection._buffer)
+
+
+@needs_c
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_FRAMES, min_size=1, max_size=6), st.lists(st.integers(0, 70000), max_size=4),
+       st.sampled_from([LIMIT, 300, 125, 0]))
+def test_the_c_reader_gives_what_the_python_parser_gives(frame_list, cuts, limit):
+    data = b"".join(frame_list)
+    cuts = sorted({cut for cut in cuts if cut < len(data)})
+    assert parsed(data, cuts, limit, frames.parse_plain) == parsed(data, cuts, limit, None)
+
+
+@needs_c
+def test_the_c_reader_takes_the_commonest_frames_and_stops_before_others():
+    events: list = []
+    texts = client_frame(TEXT, "héllo".encode()) + client_frame(BINARY, b"\x00" * 200)
+    big = client_frame(BINARY, b"z" * 70000)
+    ping = client_frame(PING, b"p")
+    data = texts + big + ping + client_frame(TEXT, b"after")
+    assert frames.parse_plain(data, 0, LIMIT, events) == len(texts) + len(big)
+    assert events == [(TEXT, "héllo", True), (BINARY, b"\x00" * 200, True), (BINARY, b"z" * 70000, True)]
+    # A bytearray (what is buffered across reads) is read the same, from any position.
+    assert frames.parse_plain(bytearray(data), len(texts), LIMIT, []) == len(texts) + len(big)
+    # Not yet whole, over the limit, fragmented, compressed, not UTF-8: left to Python.
+    for stop in (client_frame(BINARY, b"\x00" * 200)[:-1], client_frame(BINARY, b"z" * 301),
+                 client_frame(TEXT, b"a", fin=False), client_frame(TEXT, b"a", rsv=0x40),
+                 client_frame(TEXT, b"\xff")):
+        assert frames.parse_plain(stop, 0, 300, events := []) == 0 and events == []
