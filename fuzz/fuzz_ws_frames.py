@@ -1,5 +1,6 @@
-"""Fuzz `parse_plain` (gateway/ws/_frames.c) through the frame layer, against the same frame
-layer without it (`FrameConnection(plain=None)`, the Python parser), which is its reference.
+"""Fuzz `parse_plain` and `unmask` (gateway/ws/_frames.c) through the frame layer, against the
+same frame layer without them (`FrameConnection(compiled=None)`: the Python parser and
+unmask), which is their reference.
 
 Byte 0 picks the size limit, byte 1 where the bytes are cut in two (0: not cut), the rest is
 what the client sends. Both frame layers get the same pieces and must report the same events
@@ -15,14 +16,14 @@ import struct
 import harness
 
 (frames,) = harness.import_gateway("gateway.ws.frames")
-assert frames.parse_plain is not None
+assert frames.compiled_frames is not None
 
 LIMITS = (1 << 20, 300, 125, 0)
 MASK = b"\x12\x34\x56\x78"
 
 
-def parsed(data: bytes, cut: int, limit: int, plain: object) -> tuple:
-    connection = frames.FrameConnection(limit, plain=plain)
+def parsed(data: bytes, cut: int, limit: int, compiled: object) -> tuple:
+    connection = frames.FrameConnection(limit, compiled=compiled)
     events = []
     for piece in (data[:cut], data[cut:]) if cut else (data,):
         connection.receive_data(piece)
@@ -36,8 +37,8 @@ def test_one_input(raw: bytes) -> None:
     limit = LIMITS[raw[0] % len(LIMITS)]
     data = raw[2:]
     cut = raw[1] % (len(data) + 1)
-    harness.same("parse_plain differs from the Python parser",
-                 parsed(data, cut, limit, frames.parse_plain), parsed(data, cut, limit, None),
+    harness.same("the C frame reader differs from the Python parser",
+                 parsed(data, cut, limit, frames.compiled_frames), parsed(data, cut, limit, None),
                  data=data, cut=cut, limit=limit)
 
 

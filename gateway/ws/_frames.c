@@ -9,6 +9,8 @@
  * than `max_size` or not yet whole, text that is not UTF-8), which the Python parser, its
  * reference, then reads with every check and error of its own. It must only be called while
  * no fragmented message is under way (a text or binary frame then is an error).
+ *
+ * unmask(buffer, start, end) unmasks one frame's payload for the Python parser.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -130,9 +132,39 @@ error:
     return NULL;
 }
 
+/* unmask(buffer, start, end): buffer[start:end] unmasked with the key buffer[start - 4:start],
+ * as bytes; frames._unmask_py is its twin, for the frames parse_plain leaves to Python. */
+static PyObject *unmask_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "unmask(buffer: bytes | bytearray, start: int, end: int)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t end = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || end == -1) && PyErr_Occurred()) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *payload = NULL;
+    if (start < 4 || end < start || end > view.len) {
+        PyErr_SetString(PyExc_ValueError, "the payload and its key must lie inside the buffer");
+    } else {
+        payload = PyBytes_FromStringAndSize(NULL, end - start);
+        if (payload != NULL) {
+            const unsigned char *data = view.buf;
+            unmask((unsigned char *)PyBytes_AS_STRING(payload), data + start, end - start,
+                   data + start - 4);
+        }
+    }
+    PyBuffer_Release(&view);
+    return payload;
+}
+
 static PyMethodDef frames_methods[] = {
     {"parse_plain", (PyCFunction)(void (*)(void))parse_plain, METH_FASTCALL,
      "parse_plain(buffer, position, max_size, events) -> position where it stopped"},
+    {"unmask", (PyCFunction)(void (*)(void))unmask_frame, METH_FASTCALL,
+     "unmask(buffer, start, end) -> buffer[start:end] unmasked with buffer[start - 4:start]"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,7 +11,8 @@ half a microsecond to make, a noticeable part of an echo's time.
 
 The commonest frames (whole text and binary messages, no extension bits) are read by
 `_frames.parse_plain` in C where it is built; everything else, and every error, by `_parse`
-in Python, which is the reference the tests hold the C reader to. Measured on the echo
+in Python, which is the reference the tests hold the C reader to; `_frames.unmask` unmasks
+its payloads (`_unmask_py` is its twin). Measured on the echo
 benchmark (bench/, the ws row).
 
 Two differences are deliberate: a frame longer than `max_size` is refused with 1009 from its
@@ -33,9 +34,9 @@ from wsproto.utilities import LocalProtocolError
 from .deflate import MessageDeflate, MessageTooBig
 
 try:
-    from ._frames import parse_plain
-except ImportError:  # not built (no C compiler): the Python parser reads every frame
-    parse_plain = None
+    from . import _frames as compiled_frames
+except ImportError:  # not built (no C compiler): Python reads and unmasks every frame
+    compiled_frames = None
 
 _CONTINUATION = 0x0
 # Opcodes, and the kinds of event `FrameConnection.events` gives:
@@ -58,10 +59,12 @@ class _ParseFailed(Exception):
         self.code = code
 
 
-def _unmask(payload: bytes | bytearray, mask: bytes | bytearray) -> bytes:
-    size = len(payload)
-    key = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+def _unmask_py(buffer: bytes | bytearray, start: int, end: int) -> bytes:
+    """`buffer[start:end]` unmasked with the key in the 4 bytes before it."""
+    size = end - start
+    key = (buffer[start - 4:start] * (size // 4 + 1))[:size]
+    payload = int.from_bytes(buffer[start:end], "little") ^ int.from_bytes(key, "little")
+    return payload.to_bytes(size, "little")
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -77,10 +80,12 @@ class FrameConnection:
     """The server side of a WebSocket, with permessage-deflate when `deflate` is given."""
 
     def __init__(self, max_size: int, deflate: MessageDeflate | None = None,
-                 plain: Any = parse_plain) -> None:
+                 compiled: Any = compiled_frames) -> None:
+        """`compiled` is `_frames` or, for the Python parser alone (the reference), None."""
         self.max_size = max_size
         self.deflate = deflate
-        self._plain = plain  # the C reader of the commonest frames, or None: Python reads all
+        self._plain = compiled.parse_plain if compiled is not None else None
+        self._unmask = compiled.unmask if compiled is not None else _unmask_py
         self.state = _OPEN
         self._buffer = bytearray()
         self._events: list[Event] = []
@@ -174,7 +179,7 @@ class FrameConnection:
             payload = b""
             if size:
                 start = position + header
-                payload = _unmask(buffer[start:end], buffer[start - 4:start])
+                payload = self._unmask(buffer, start, end)
             position = end
             if opcode & 0x08:
                 self._control(opcode, payload)

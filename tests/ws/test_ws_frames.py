@@ -1,9 +1,9 @@
 """gateway's own frame layer (gateway/ws/frames.py) against wsproto, the reference: the same
 client bytes give the same events, close codes and states, whole or a byte at a time, and
 the same server frames go out. The one deliberate difference (a frame over the size limit is
-refused from its header) has its own test. Its C reader of the commonest frames
-(gateway/ws/_frames.c) is held to its Python parser: the same events, to the type and the
-wording of a failure, for generated frames cut anywhere."""
+refused from its header) has its own test. Its C reader of the commonest frames and its C
+unmask (gateway/ws/_frames.c) are held to its Python parser and unmask: the same events, to
+the type and the wording of a failure, for generated frames cut anywhere."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def test_a_frame_over_the_limit_is_refused_from_its_header():
     assert normalised(connection.events()) == [("Close", 1009)]
 
 
-needs_c = pytest.mark.skipif(frames.parse_plain is None, reason="gateway/ws/_frames.c is not built here")
+needs_c = pytest.mark.skipif(frames.compiled_frames is None, reason="gateway/ws/_frames.c is not built here")
 
 # Frames of every kind the C reader takes or must leave to Python: whole text and binary
 # messages of each length form, and each thing that stops it.
@@ -200,10 +200,10 @@ _FRAMES = st.one_of(
 )
 
 
-def parsed(data: bytes, cuts: list[int], limit: int, plain) -> tuple:
+def parsed(data: bytes, cuts: list[int], limit: int, compiled) -> tuple:
     """Everything the frame layer reports of `data` fed in pieces at `cuts`: its events,
     whole (a failure's reason text included), and its state."""
-    connection = FrameConnection(limit, plain=plain)
+    connection = FrameConnection(limit, compiled=compiled)
     events = []
     for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
         connection.receive_data(data[start:end])
@@ -218,22 +218,37 @@ def parsed(data: bytes, cuts: list[int], limit: int, plain) -> tuple:
 def test_the_c_reader_gives_what_the_python_parser_gives(frame_list, cuts, limit):
     data = b"".join(frame_list)
     cuts = sorted({cut for cut in cuts if cut < len(data)})
-    assert parsed(data, cuts, limit, frames.parse_plain) == parsed(data, cuts, limit, None)
+    assert parsed(data, cuts, limit, frames.compiled_frames) == parsed(data, cuts, limit, None)
 
 
 @needs_c
 def test_the_c_reader_takes_the_commonest_frames_and_stops_before_others():
+    parse_plain = frames.compiled_frames.parse_plain
     events: list = []
     texts = client_frame(TEXT, "héllo".encode()) + client_frame(BINARY, b"\x00" * 200)
     big = client_frame(BINARY, b"z" * 70000)
     ping = client_frame(PING, b"p")
     data = texts + big + ping + client_frame(TEXT, b"after")
-    assert frames.parse_plain(data, 0, LIMIT, events) == len(texts) + len(big)
+    assert parse_plain(data, 0, LIMIT, events) == len(texts) + len(big)
     assert events == [(TEXT, "héllo", True), (BINARY, b"\x00" * 200, True), (BINARY, b"z" * 70000, True)]
     # A bytearray (what is buffered across reads) is read the same, from any position.
-    assert frames.parse_plain(bytearray(data), len(texts), LIMIT, []) == len(texts) + len(big)
+    assert parse_plain(bytearray(data), len(texts), LIMIT, []) == len(texts) + len(big)
     # Not yet whole, over the limit, fragmented, compressed, not UTF-8: left to Python.
     for stop in (client_frame(BINARY, b"\x00" * 200)[:-1], client_frame(BINARY, b"z" * 301),
                  client_frame(TEXT, b"a", fin=False), client_frame(TEXT, b"a", rsv=0x40),
                  client_frame(TEXT, b"\xff")):
-        assert frames.parse_plain(stop, 0, 300, events := []) == 0 and events == []
+        assert parse_plain(stop, 0, 300, events := []) == 0 and events == []
+
+
+@needs_c
+@settings(max_examples=500, deadline=None)
+@given(st.binary(min_size=4, max_size=100), st.data())
+def test_the_c_unmask_is_its_python_twin(buffer, data):
+    start = data.draw(st.integers(4, len(buffer)))
+    end = data.draw(st.integers(start, len(buffer)))
+    unmask = frames.compiled_frames.unmask
+    assert unmask(buffer, start, end) == unmask(bytearray(buffer), start, end) \
+        == frames._unmask_py(buffer, start, end)
+    for outside in ((3, end), (start, len(buffer) + 1), (start, start - 1)):
+        with pytest.raises(ValueError):
+            unmask(buffer, *outside)
