@@ -32,7 +32,7 @@ class Divergence(AssertionError):
 
 def import_gateway(*names: str) -> list[ModuleType]:
     """The ASan builds go into sys.modules under their own names before gateway is imported,
-    so its `from ._wire import ...` (and the others') finds them and never the plain copies a developer's
+    so that gateway's imports of them find these and never the plain copies a developer's
     install left in the tree. gateway's Python is instrumented too: the scanner's and the
     twins' branches guide the fuzzer as well as the C ones."""
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]

@@ -12,8 +12,7 @@ half a microsecond to make, a noticeable part of an echo's time.
 The commonest frames (whole text and binary messages, no extension bits) are read by
 `_frames.parse_plain` in C where it is built; everything else, and every error, by `_parse`
 in Python, which is the reference the tests hold the C reader to; `_frames.unmask` unmasks
-its payloads (`_unmask_py` is its twin). Measured on the echo
-benchmark (bench/, the ws row).
+its payloads (`_unmask_py` is its twin). Measured on the echo benchmark (bench/, the ws row).
 
 Two differences are deliberate: a frame longer than `max_size` is refused with 1009 from its
 header, instead of being buffered first; and a compressed message is refused with 1009 while
@@ -24,6 +23,7 @@ from __future__ import annotations
 
 import zlib
 from codecs import getincrementaldecoder
+from types import ModuleType
 from typing import Any
 
 from wsproto.connection import ConnectionState
@@ -80,7 +80,7 @@ class FrameConnection:
     """The server side of a WebSocket, with permessage-deflate when `deflate` is given."""
 
     def __init__(self, max_size: int, deflate: MessageDeflate | None = None,
-                 compiled: Any = compiled_frames) -> None:
+                 compiled: ModuleType | None = compiled_frames) -> None:
         """`compiled` is `_frames` or, for the Python parser alone (the reference), None."""
         self.max_size = max_size
         self.deflate = deflate

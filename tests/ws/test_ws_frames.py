@@ -126,8 +126,9 @@ def reference_events(data: bytes) -> tuple[list[tuple], str]:
     return normalised(connection.events()), connection.state.name
 
 
-def our_events(data: bytes, chunk: int | None = None) -> tuple[list[tuple], str]:
-    connection = FrameConnection(LIMIT)
+def our_events(data: bytes, chunk: int | None = None,
+               compiled: object = frames.compiled_frames) -> tuple[list[tuple], str]:
+    connection = FrameConnection(LIMIT, compiled=compiled)
     events = []
     pieces = [data] if chunk is None else [data[i:i + chunk] for i in range(0, len(data), chunk)]
     for piece in pieces:
@@ -140,6 +141,7 @@ def our_events(data: bytes, chunk: int | None = None) -> tuple[list[tuple], str]
 def test_same_events_as_wsproto(name):
     data = SEQUENCES[name]
     assert our_events(data) == reference_events(data)
+    assert our_events(data, compiled=None) == reference_events(data)  # the Python parser alone
 
 
 @pytest.mark.parametrize("name", SEQUENCES)
